@@ -1,0 +1,52 @@
+"""Figures the notebooks show, so notebooks stay short."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+
+
+def training_curves(histories: dict[str, pd.DataFrame], title: str = ""):
+    """Train accuracy (dashed) and clean test accuracy (solid) per epoch, one colour per run."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for (label, history), colour in zip(histories.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        epochs = history["epoch"] + 1
+        ax.plot(epochs, history["train_acc"], "--", color=colour, label=f"{label}: train (poisoned data)")
+        ax.plot(epochs, history["test_acc"], "-", color=colour, label=f"{label}: clean test")
+    ax.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 100), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def _to_hwc(images: torch.Tensor):
+    images = images.float()
+    if images.max() > 1.5:
+        images = images / 255
+    return images.clamp(0, 1).permute(0, 2, 3, 1).squeeze(-1).numpy()
+
+
+def image_grid(rows: dict[str, torch.Tensor], columns: int = 8, noise_rows: tuple[str, ...] = ()):
+    """One row per entry of ``rows`` (uint8 or [0, 1] images, N >= ``columns``).
+
+    Rows named in ``noise_rows`` hold perturbations in [-eps, eps]; they are rescaled to [0, 1]
+    per image so the pattern is visible.
+    """
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.1 * columns, 1.2 * len(rows)), squeeze=False)
+    for r, (label, images) in enumerate(rows.items()):
+        images = images[:columns].float()
+        if label in noise_rows:
+            low = images.amin(dim=(1, 2, 3), keepdim=True)
+            high = images.amax(dim=(1, 2, 3), keepdim=True)
+            images = (images - low) / (high - low).clamp_min(1e-12)
+        for c, image in enumerate(_to_hwc(images)):
+            axes[r, c].imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.tight_layout()
+    return fig

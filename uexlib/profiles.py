@@ -1,0 +1,66 @@
+"""Compute profiles: the named scale every experiment runs at.
+
+``smoke``  CI: seconds on 2 CPU cores; numbers are meaningless, the code path is complete.
+``lab``    a CPU laptop: minutes per notebook; the paper's qualitative finding must show.
+``paper``  a GPU: the papers' hyperparameters and scale (REM App. A.4 training, full data).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    train_per_class: int | None      # images per class of the training split; None: all
+    test_per_class: int | None       # images per class of the clean test split; None: all
+    model: str                       # uexlib.models name of the trained classifier
+    width: float                     # channel multiplier of that model
+    epochs: int | None               # training budget in epochs (None: use iterations)
+    iterations: int | None           # training budget in SGD steps (None: use epochs)
+    batch_size: int                  # images per SGD step
+    lr: float                        # peak learning rate
+    schedule: str                    # "multistep" (by iteration), "cosine" (by epoch), "onecycle"
+    surrogate: str                   # model a generator optimizes against
+    surrogate_width: float           # its channel multiplier
+    generator: dict = field(default_factory=dict)  # budget overrides for generators (steps, rounds)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def budget(self) -> dict:
+        """Keyword arguments of :func:`uexlib.train` that this profile fixes."""
+        return {"epochs": self.epochs, "iterations": self.iterations, "batch_size": self.batch_size,
+                "lr": self.lr, "schedule": self.schedule}
+
+
+_PROFILES = {
+    "smoke": Profile(name="smoke", train_per_class=20, test_per_class=20, model="cnn", width=0.25,
+                     epochs=1, iterations=None, batch_size=64, lr=0.05, schedule="onecycle",
+                     surrogate="cnn", surrogate_width=0.25,
+                     generator={"steps": 2, "max_rounds": 1, "train_steps": 2}),
+    "lab": Profile(name="lab", train_per_class=1000, test_per_class=200, model="cnn", width=1.0,
+                   epochs=8, iterations=None, batch_size=128, lr=0.05, schedule="onecycle",
+                   surrogate="cnn", surrogate_width=0.5,
+                   generator={"steps": 10, "max_rounds": 10}),
+    # REM (Fu et al., ICLR 2022) App. A.4: 40k SGD iterations of batch 128, lr 0.1 decayed x0.1
+    # every 16k iterations; ResNet-18 both as the trained model and as the noise surrogate.
+    "paper": Profile(name="paper", train_per_class=None, test_per_class=None, model="resnet18", width=1.0,
+                     epochs=None, iterations=40_000, batch_size=128, lr=0.1, schedule="multistep",
+                     surrogate="resnet18", surrogate_width=1.0, generator={}),
+}
+
+
+def get(name: str, **overrides) -> Profile:
+    """The profile ``name`` (``smoke``, ``lab`` or ``paper``), optionally with fields replaced."""
+    if name not in _PROFILES:
+        raise KeyError(f"unknown profile {name!r}; available: {', '.join(_PROFILES)}")
+    profile = _PROFILES[name]
+    unknown = set(overrides) - set(profile.as_dict())
+    if unknown:
+        raise KeyError(f"unknown profile field(s) {sorted(unknown)}; available: {', '.join(profile.as_dict())}")
+    return replace(profile, **overrides)
+
+
+def names() -> list[str]:
+    return list(_PROFILES)
