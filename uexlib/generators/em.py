@@ -96,7 +96,9 @@ class ErrorMinimizing:
         # Alg. 1 line 1: delta ~ Uniform(-eps, eps).
         delta = (torch.rand((count, *dataset.shape), device=dev, generator=gen) * 2 - 1) * p["eps"]
         labels = dataset.labels.to(dev)
-        key = {"params": p, "dataset": dataset.fingerprint()}
+        # The budget (max_rounds, stop_error) may grow between a run and its resumption.
+        key = {"params": {k: v for k, v in p.items() if k not in ("max_rounds", "stop_error")},
+               "dataset": dataset.fingerprint()}
         start_round, history = 0, []
         if self.checkpoint and Path(self.checkpoint).is_file():
             state = torch.load(self.checkpoint, map_location=dev, weights_only=False)

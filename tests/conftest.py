@@ -1,0 +1,31 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import uexlib as ue
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def shared_data_root() -> Path:
+    """The offline dataset copies: $UEX_DATA_ROOT, else ../shared/data beside the repository."""
+    return Path(os.environ.get("UEX_DATA_ROOT") or REPO.parent / "shared" / "data")
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = shared_data_root()
+    if not (root / "cifar10" / "train.parquet").is_file():
+        pytest.fail(f"the CIFAR-10 Parquet copy is missing under {root}; set UEX_DATA_ROOT")
+    return root
+
+
+@pytest.fixture
+def tiny_set() -> ue.ImageDataset:
+    """40 random 3x16x16 images in 4 classes: for shapes and bounds only, never for accuracy."""
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (40, 3, 16, 16), dtype=torch.uint8, generator=gen)
+    return ue.ImageDataset(images=images, labels=torch.arange(40) % 4, classes=("a", "b", "c", "d"),
+                           name="tiny", split="train", source="synthetic")
