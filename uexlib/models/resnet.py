@@ -80,7 +80,7 @@ class ResNet(nn.Module):
             nn.ReLU(),
         )
         stages = []
-        for i, (base, n) in enumerate(zip((64, 128, 256, 512), num_blocks)):
+        for i, (base, n) in enumerate(zip((64, 128, 256, 512), num_blocks, strict=True)):
             planes = scale_channels(base, width)
             for j in range(n):
                 stride = 2 if i > 0 and j == 0 else 1
