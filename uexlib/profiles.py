@@ -39,10 +39,11 @@ _PROFILES = {
                      epochs=1, iterations=None, batch_size=64, lr=0.05, schedule="onecycle",
                      surrogate="cnn", surrogate_width=0.25,
                      generator={"steps": 2, "max_rounds": 1, "train_steps": 2}),
-    "lab": Profile(name="lab", train_per_class=1000, test_per_class=200, model="cnn", width=1.0,
-                   epochs=8, iterations=None, batch_size=128, lr=0.05, schedule="onecycle",
-                   surrogate="cnn", surrogate_width=0.5,
-                   generator={"steps": 10, "max_rounds": 10}),
+    # Measured on 2 CPU cores: clean CIFAR-10 (JPEG copy) test accuracy 64 % in about 55 s.
+    "lab": Profile(name="lab", train_per_class=1000, test_per_class=200, model="cnn", width=0.5,
+                   epochs=10, iterations=None, batch_size=128, lr=0.05, schedule="onecycle",
+                   surrogate="cnn", surrogate_width=0.25,
+                   generator={"steps": 10, "max_rounds": 5}),
     # REM (Fu et al., ICLR 2022) App. A.4: 40k SGD iterations of batch 128, lr 0.1 decayed x0.1
     # every 16k iterations; ResNet-18 both as the trained model and as the noise surrogate.
     "paper": Profile(name="paper", train_per_class=None, test_per_class=None, model="resnet18", width=1.0,

@@ -133,9 +133,8 @@ def train(model: torch.nn.Module, train_set: ImageDataset, test_set: ImageDatase
     num_epochs = math.ceil(total_steps / steps_per_epoch)
     milestones = tuple(milestones_iter) if milestones_iter else (int(0.4 * total_steps), int(0.8 * total_steps))
 
-    model = model.to(dev)
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    # channels_last is faster on CPU (oneDNN) as well as on CUDA tensor cores.
+    model = model.to(dev, memory_format=torch.channels_last)
     step_model = torch.compile(model) if compile else model
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
                                 nesterov=nesterov)
@@ -172,8 +171,7 @@ def train(model: torch.nn.Module, train_set: ImageDataset, test_set: ImageDatase
                 break
             if hook is not None:
                 x, y = hook(x, y, StepContext(model, optimizer, epoch, step, hook_gen))
-            if dev.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(dev):
                 logits = step_model(x)
             loss = F.cross_entropy(logits.float(), y)
