@@ -22,7 +22,7 @@ def test_published_runs_state_their_profile():
         run = book.output_path(path, REPO)
         assert run.is_file(), f"{run} missing: run `uex book`"
         meta = json.loads(run.read_text())["metadata"]
-        assert meta["papermill"]["exception"] is False
+        assert not meta["papermill"]["exception"]
         assert meta["uex"]["parameters"]["profile"] in ("smoke", "lab", "paper")
 
 

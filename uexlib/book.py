@@ -52,10 +52,9 @@ def is_stale(source: Path, parameters: dict, project: Path = REPO_ROOT) -> bool:
     target = output_path(source, project)
     if not target.is_file():
         return True
-    meta = json.loads(target.read_text()).get("metadata", {})
-    recorded = meta.get("uex", {})
-    return (meta.get("papermill", {}).get("exception") is not False
-            or {k: recorded.get(k) for k in ("source_sha256", "parameters")} != run_record(source, parameters))
+    # Only a fully successful run is ever renamed into place (see execute), so the record suffices.
+    recorded = json.loads(target.read_text()).get("metadata", {}).get("uex", {})
+    return {k: recorded.get(k) for k in ("source_sha256", "parameters")} != run_record(source, parameters)
 
 
 def execute(source: Path, parameters: dict, project: Path = REPO_ROOT, target: Path | None = None,

@@ -60,21 +60,29 @@ def _autocast(dev: torch.device):
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, dataset: ImageDataset, batch_size: int = 1000,
+def evaluate(model: torch.nn.Module, data: ImageDataset | DeviceLoader, batch_size: int = 1000,
              device: str | torch.device = "auto") -> dict:
-    """Accuracy (%) and mean cross-entropy of ``model`` on ``dataset``, no augmentation."""
-    dev = pick_device(device) if isinstance(device, str) else device
+    """Accuracy (%) and mean cross-entropy of ``model`` on ``data``, no augmentation.
+
+    ``data`` is a dataset, or an unshuffled :class:`DeviceLoader` already on the device (so
+    repeated evaluations do not copy the data again).
+    """
+    if isinstance(data, ImageDataset):
+        dev = pick_device(device) if isinstance(device, str) else device
+        data = DeviceLoader(data, batch_size, dev, shuffle=False)
+    dev = data.device
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=dev)
     correct = torch.zeros((), device=dev, dtype=torch.long)
-    for x, y, _ in DeviceLoader(dataset, batch_size, dev, shuffle=False):
+    for x, y, _ in data:
         with _autocast(dev):
             logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
     model.train(was_training)
-    return {"acc": 100.0 * correct.item() / len(dataset), "loss": loss_sum.item() / len(dataset)}
+    count = len(data.labels)
+    return {"acc": 100.0 * correct.item() / count, "loss": loss_sum.item() / count}
 
 
 def lr_multiplier(schedule: str, step: int, total_steps: int, steps_per_epoch: int, epochs: int,
@@ -128,6 +136,9 @@ def train(model: torch.nn.Module, train_set: ImageDataset, test_set: ImageDatase
 
     dev = pick_device(device)
     loader = DeviceLoader(train_set, batch_size, dev, shuffle=True, augment=augment, seed=seed)
+    # Moved to the device once, evaluated every epoch.
+    eval_loaders = {prefix: DeviceLoader(dataset, 1000, dev, shuffle=False)
+                    for prefix, dataset in (("test", test_set), ("val", val_set)) if dataset is not None}
     steps_per_epoch = len(loader)
     total_steps = iterations if iterations is not None else epochs * steps_per_epoch
     num_epochs = math.ceil(total_steps / steps_per_epoch)
@@ -186,10 +197,9 @@ def train(model: torch.nn.Module, train_set: ImageDataset, test_set: ImageDatase
             step += 1
         row = {"epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
                "train_loss": loss_sum.item() / seen, "train_acc": 100.0 * correct.item() / seen}
-        for prefix, dataset in (("test", test_set), ("val", val_set)):
-            if dataset is not None:
-                result = evaluate(model, dataset, device=dev)
-                row[f"{prefix}_acc"], row[f"{prefix}_loss"] = result["acc"], result["loss"]
+        for prefix, eval_loader in eval_loaders.items():
+            result = evaluate(model, eval_loader)
+            row[f"{prefix}_acc"], row[f"{prefix}_loss"] = result["acc"], result["loss"]
         if select_best and row["val_acc"] > best["acc"]:
             best = {"acc": row["val_acc"], "epoch": epoch,
                     "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}

@@ -98,7 +98,6 @@ class ErrorMinimizing:
         count = dataset.num_classes if p["mode"] == "classwise" else len(dataset)
         # Alg. 1 line 1: delta ~ Uniform(-eps, eps).
         delta = (torch.rand((count, *dataset.shape), device=dev, generator=gen) * 2 - 1) * p["eps"]
-        labels = dataset.labels.to(dev)
         # The budget (max_rounds, stop_error) may grow between a run and its resumption.
         key = {"params": {k: v for k, v in p.items() if k not in ("max_rounds", "stop_error")},
                "dataset": dataset.fingerprint()}
@@ -112,6 +111,7 @@ class ErrorMinimizing:
             delta, start_round, history = state["delta"], state["round"] + 1, state["history"]
 
         train_loader = DeviceLoader(dataset, p["batch_size"], dev, shuffle=True, seed=p["seed"])
+        ordered = DeviceLoader(dataset, p["batch_size"], dev, shuffle=False)
         batches = _endless(train_loader, start_round * p["train_steps"])
         rounds = tqdm(range(start_round, p["max_rounds"]), desc=f"EM {p['mode']}", disable=not self.progress,
                       leave=False)
@@ -129,8 +129,8 @@ class ErrorMinimizing:
                 optimizer.step()
             # The noise is fitted to the surrogate as it trains: batch-statistics BN, as in its SGD
             # steps (a few steps leave eval-mode running statistics far from the data's).
-            delta = self._update_noise(model, dataset, delta, labels)
-            error = 1.0 - _accuracy(model, dataset, delta, p["eps"], p["mode"], p["batch_size"], dev)
+            delta = self._update_noise(model, ordered, delta)
+            error = 1.0 - _accuracy(model, ordered, delta, p["eps"], p["mode"])
             history.append({"round": rnd, "train_error": error})
             rounds.set_postfix(train_error=f"{error:.3f}")
             if self.checkpoint:
@@ -152,11 +152,11 @@ class ErrorMinimizing:
     def _noise(self, delta: torch.Tensor, rows: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return delta[labels] if self.params["mode"] == "classwise" else delta[rows]
 
-    def _update_noise(self, model, dataset: ImageDataset, delta: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _update_noise(self, model, ordered: DeviceLoader, delta: torch.Tensor) -> torch.Tensor:
         """One pass of PGD over the data (Alg. 1 lines 9-25); returns the new noise."""
         p = self.params
         delta = delta.clone()
-        for x, y, rows in DeviceLoader(dataset, p["batch_size"], self.device, shuffle=False):
+        for x, y, rows in ordered:
             if p["mode"] == "samplewise":
                 delta[rows] = pgd_linf(model, x, y, delta[rows], p["eps"], p["step_size"], p["steps"], minimize=True)
             else:
@@ -177,9 +177,10 @@ def _endless(loader: DeviceLoader, skip_batches: int):
 
 
 @torch.no_grad()
-def _accuracy(model, dataset: ImageDataset, delta, eps, mode, batch_size, dev) -> float:
-    correct = torch.zeros((), device=dev, dtype=torch.long)
-    for x, y, rows in DeviceLoader(dataset, batch_size, dev, shuffle=False):
+def _accuracy(model, ordered: DeviceLoader, delta, eps, mode) -> float:
+    """The surrogate's accuracy on the poisoned data, for the stopping rule (Alg. 1 line 26)."""
+    correct = torch.zeros((), device=ordered.device, dtype=torch.long)
+    for x, y, rows in ordered:
         noise = delta[y] if mode == "classwise" else delta[rows]
         correct += (model(x + project_linf(x, noise, eps)).argmax(1) == y).sum()
-    return correct.item() / len(dataset)
+    return correct.item() / len(ordered.labels)
