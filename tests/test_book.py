@@ -30,6 +30,7 @@ def test_published_runs_state_their_profile():
 def test_smoke_book_builds_end_to_end(tmp_path):
     """Execute every notebook under `smoke` in a copy of the project, then build the HTML book."""
     project = tmp_path / "project"
+    project.mkdir()
     for item in ("_config.yml", "_toc.yml", "book", "notebooks", "data"):
         copy = shutil.copytree if (REPO / item).is_dir() else shutil.copy
         copy(REPO / item, project / item)
