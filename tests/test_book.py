@@ -41,5 +41,9 @@ def test_smoke_book_builds_end_to_end(tmp_path):
     assert "smoke" in page and "CIFAR-10 (JPEG copy)" in page
     run = json.loads((project / "book" / "runs" / "em_basics.ipynb").read_text())
     assert run["metadata"]["uex"]["parameters"] == {"profile": "smoke"}
+    glued = {o["metadata"]["scrapbook"]["name"]: o["data"] for c in run["cells"] for o in c.get("outputs", [])
+             if "scrapbook" in o.get("metadata", {})}
+    for figure in ("em_curves", "em_grid"):
+        assert any(key.endswith("image/png") for key in glued[figure]), f"{figure} was glued without an image"
     assert not book.is_stale(project / "notebooks" / "em_basics.ipynb", {"profile": "smoke"}, project)
     assert book.is_stale(project / "notebooks" / "em_basics.ipynb", {"profile": "lab"}, project)

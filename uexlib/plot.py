@@ -1,12 +1,9 @@
 """Figures the notebooks show, so notebooks stay short."""
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+import torch
 
 
 def training_curves(histories: dict[str, pd.DataFrame], title: str = ""):
