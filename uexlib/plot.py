@@ -11,7 +11,7 @@ def training_curves(histories: dict[str, pd.DataFrame], title: str = ""):
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for (label, history), colour in zip(histories.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
         epochs = history["epoch"] + 1
-        ax.plot(epochs, history["train_acc"], "--", color=colour, label=f"{label}: train (poisoned data)")
+        ax.plot(epochs, history["train_acc"], "--", color=colour, label=f"{label}: train (its training data)")
         ax.plot(epochs, history["test_acc"], "-", color=colour, label=f"{label}: clean test")
     ax.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 100), title=title)
     ax.grid(alpha=0.3)
