@@ -27,8 +27,9 @@ def test_published_runs_state_their_profile():
 
 
 @pytest.mark.e2e
-def test_smoke_book_builds_end_to_end(tmp_path):
+def test_smoke_book_builds_end_to_end(tmp_path, data_root, monkeypatch):
     """Execute every notebook under `smoke` in a copy of the project, then build the HTML book."""
+    monkeypatch.setenv("UEX_DATA_ROOT", str(data_root))  # the notebook kernels inherit it
     project = tmp_path / "project"
     project.mkdir()
     for item in ("_config.yml", "_toc.yml", "book", "notebooks", "data"):
