@@ -24,13 +24,18 @@ def _test_acc(train_set, test_set) -> float:
     return ue.train(model, train_set, test_set, progress=False, **LAB.budget()).test_acc
 
 
+@pytest.fixture(scope="module")
+def clean_acc(cifar):
+    return _test_acc(*cifar)
+
+
 @pytest.mark.science
-def test_em_samplewise_poison_scores_far_below_clean(cifar):
+@pytest.mark.parametrize("mode", ["samplewise", "classwise"])
+def test_em_poison_scores_far_below_clean(cifar, clean_acc, mode):
     train_set, test_set = cifar
-    clean_acc = _test_acc(train_set, test_set)
-    poison = ue.generators.create("em", profile=LAB, mode="samplewise", progress=False).generate(train_set)
+    poison = ue.generators.create("em", profile=LAB, mode=mode, progress=False).generate(train_set)
     poisoned_acc = _test_acc(poison.as_dataset(), test_set)
-    print(f"clean {clean_acc:.1f} %, EM sample-wise {poisoned_acc:.1f} %, {poison.metadata['rounds']} rounds, "
+    print(f"clean {clean_acc:.1f} %, EM {mode} {poisoned_acc:.1f} %, {poison.metadata['rounds']} rounds, "
           f"{poison.metadata['wall_s']:.0f} s")
     assert clean_acc >= 55, "the clean baseline must learn for the comparison to mean anything"
     assert poisoned_acc <= clean_acc - 30

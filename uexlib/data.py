@@ -105,10 +105,8 @@ def available(root: str | os.PathLike | None = None) -> list[dict]:
     base = data_root(root)
     rows = []
     for name in NAMED:
-        folder = base / name
-        rows.append({"name": name, "root": str(base),
-                     "parquet": all((folder / f"{s}.parquet").is_file() for s in SPLITS),
-                     "torchvision_download": not all((folder / f"{s}.parquet").is_file() for s in SPLITS)})
+        parquet = all((base / name / f"{s}.parquet").is_file() for s in SPLITS)
+        rows.append({"name": name, "root": str(base), "parquet": parquet, "torchvision_download": not parquet})
     if base.is_dir():
         for folder in sorted(p for p in base.iterdir() if p.is_dir() and p.name not in NAMED):
             kind = _folder_kind(folder, "train")

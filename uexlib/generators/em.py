@@ -130,7 +130,7 @@ class ErrorMinimizing:
             # The noise is fitted to the surrogate as it trains: batch-statistics BN, as in its SGD
             # steps (a few steps leave eval-mode running statistics far from the data's).
             delta = self._update_noise(model, ordered, delta)
-            error = 1.0 - _accuracy(model, ordered, delta, p["eps"], p["mode"])
+            error = 1.0 - self._accuracy(model, ordered, delta)
             history.append({"round": rnd, "train_error": error})
             rounds.set_postfix(train_error=f"{error:.3f}")
             if self.checkpoint:
@@ -167,6 +167,15 @@ class ErrorMinimizing:
                 delta.index_add_(0, y, eta).clamp_(-p["eps"], p["eps"])
         return delta
 
+    @torch.no_grad()
+    def _accuracy(self, model, ordered: DeviceLoader, delta: torch.Tensor) -> float:
+        """The surrogate's accuracy on the poisoned data, for the stopping rule (Alg. 1 line 26)."""
+        correct = torch.zeros((), device=ordered.device, dtype=torch.long)
+        for x, y, rows in ordered:
+            noise = project_linf(x, self._noise(delta, rows, y), self.params["eps"])
+            correct += (model(x + noise).argmax(1) == y).sum()
+        return correct.item() / len(ordered.labels)
+
 
 def _endless(loader: DeviceLoader, skip_batches: int):
     """Batches of successive epochs, starting after ``skip_batches`` (so a resumed run sees the same)."""
@@ -174,13 +183,3 @@ def _endless(loader: DeviceLoader, skip_batches: int):
     for epoch in itertools.count(first_epoch):
         loader.set_epoch(epoch)
         yield from itertools.islice(loader, skip if epoch == first_epoch else 0, None)
-
-
-@torch.no_grad()
-def _accuracy(model, ordered: DeviceLoader, delta, eps, mode) -> float:
-    """The surrogate's accuracy on the poisoned data, for the stopping rule (Alg. 1 line 26)."""
-    correct = torch.zeros((), device=ordered.device, dtype=torch.long)
-    for x, y, rows in ordered:
-        noise = delta[y] if mode == "classwise" else delta[rows]
-        correct += (model(x + project_linf(x, noise, eps)).argmax(1) == y).sum()
-    return correct.item() / len(ordered.labels)
