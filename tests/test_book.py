@@ -1,10 +1,12 @@
+import html
 import json
 import shutil
 from pathlib import Path
 
+import nbformat
 import pytest
 
-from uexlib import book, cli
+from uexlib import book, cli, results
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,6 +26,96 @@ def test_published_runs_state_their_profile():
         meta = json.loads(run.read_text())["metadata"]
         assert not meta["papermill"]["exception"]
         assert meta["uex"]["parameters"]["profile"] in ("smoke", "lab", "paper")
+        snippet = book.provenance_path(run)
+        assert snippet.is_file(), f"{snippet} missing: run `uex book`"
+        assert snippet.read_text() == book.provenance_snippet(run), f"{snippet} does not describe {run.name}"
+
+
+def test_chapters_include_the_provenance_of_their_run():
+    for path in book.notebooks(REPO):
+        chapter = (REPO / "book" / path.name).with_suffix(".md")
+        assert f"```{{include}} runs/{path.stem}.provenance.md" in chapter.read_text(), chapter.name
+
+
+def _package(root: Path) -> Path:
+    """A stand-in for the uexlib package: two modules, one in a subpackage."""
+    (root / "sub").mkdir(parents=True)
+    (root / "__init__.py").write_text("from . import sub\n")
+    (root / "sub" / "__init__.py").write_text("")
+    (root / "sub" / "core.py").write_text("EPS = 8 / 255\n")
+    return root
+
+
+def test_code_sha256_follows_every_py_file_and_ignores_caches(tmp_path):
+    package = _package(tmp_path / "pkg")
+    before = book.code_sha256(package)
+    (package / "sub" / "__pycache__").mkdir()
+    (package / "sub" / "__pycache__" / "core.cpython-311.pyc").write_bytes(b"\x00compiled")
+    (package / "sub" / "__pycache__" / "stray.py").write_text("x = 1\n")
+    (package / "notes.txt").write_text("not code")
+    assert book.code_sha256(package) == before
+    (package / "sub" / "core.py").write_text("EPS = 4 / 255\n")
+    assert book.code_sha256(package) != before
+    (package / "sub" / "core.py").write_text("EPS = 8 / 255\n")
+    (package / "sub" / "extra.py").write_text("")
+    assert book.code_sha256(package) != before, "a new empty module changes the code"
+
+
+def _project_with_run(tmp_path: Path, parameters: dict, package: Path, **uex) -> Path:
+    """A project holding one source notebook and a fake executed run of it (no kernel involved)."""
+    source = tmp_path / "project" / "notebooks" / "demo.ipynb"
+    source.parent.mkdir(parents=True)
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("profile = 'lab'")])
+    notebook.cells[0].metadata["tags"] = ["parameters"]
+    nbformat.write(notebook, source)
+    run = book.output_path(source, tmp_path / "project")
+    run.parent.mkdir(parents=True)
+    notebook.metadata["uex"] = {**book.run_record(source, parameters, package), **uex}
+    nbformat.write(notebook, run)
+    return source
+
+
+def test_a_run_is_stale_when_its_code_source_or_parameters_change(tmp_path):
+    package = _package(tmp_path / "pkg")
+    source = _project_with_run(tmp_path, {"profile": "smoke"}, package)
+    project = tmp_path / "project"
+    assert not book.is_stale(source, {"profile": "smoke"}, project, package)
+    assert book.is_stale(source, {"profile": "lab"}, project, package)
+    (package / "sub" / "core.py").write_text("EPS = 4 / 255\n")
+    assert book.is_stale(source, {"profile": "smoke"}, project, package)
+    (package / "sub" / "core.py").write_text("EPS = 8 / 255\n")
+    assert not book.is_stale(source, {"profile": "smoke"}, project, package)
+    source.write_text(source.read_text().replace("'lab'", "'paper'"))
+    assert book.is_stale(source, {"profile": "smoke"}, project, package)
+
+
+def test_a_run_without_a_code_hash_is_stale(tmp_path):
+    package = _package(tmp_path / "pkg")
+    source = _project_with_run(tmp_path, {"profile": "smoke"}, package, code_sha256=None)
+    assert book.is_stale(source, {"profile": "smoke"}, tmp_path / "project", package)
+
+
+def test_provenance_snippet_states_profile_device_wall_time_and_commit(tmp_path):
+    package = _package(tmp_path / "pkg")
+    source = _project_with_run(tmp_path, {"profile": "smoke"}, package, profile="smoke",
+                               device="cpu (x86_64, 2 threads)", wall_s=12.34, timestamp="2026-11-21T17:59:13+00:00",
+                               git_commit="0123456789abcdef0123456789abcdef01234567+dirty")
+    run = book.output_path(source, tmp_path / "project")
+    path = book.write_provenance(run)
+    assert path == run.with_name("demo.provenance.md")
+    text = path.read_text()
+    assert "profile `smoke`" in text
+    assert r"device cpu (x86\_64, 2 threads)" in text, "the device is escaped so Markdown shows it verbatim"
+    assert "wall time 12.3 s" in text
+    assert "commit `0123456789+dirty`" in text and "abcdef" not in text
+    assert "2026-11-21 17:59 UTC" in text
+
+
+def test_provenance_snippet_of_an_older_run_says_what_was_not_recorded(tmp_path):
+    record = {"parameters": {"profile": "lab"}, "wall_s": 391.2, "git_commit": "unknown"}
+    text = book.provenance_markdown(record, {"end_time": "2026-11-21T17:59:13.280264+00:00"})
+    assert text == ("**This run:** profile `lab`, device not recorded, wall time 391.2 s, commit `unknown`, "
+                    "2026-11-21 17:59 UTC.\n")
 
 
 @pytest.mark.e2e
@@ -37,11 +129,14 @@ def test_smoke_book_builds_end_to_end(tmp_path, data_root, monkeypatch):
         copy(REPO / item, project / item)
     shutil.rmtree(project / "book" / "runs")
     assert cli.main(["book", "--profile", "smoke", "--project", str(project)]) == 0
-    html = project / "_build" / "html"
-    page = (html / "book" / "em_basics.html").read_text()
+    site = project / "_build" / "html"
+    page = (site / "book" / "em_basics.html").read_text()
     assert "smoke" in page and "CIFAR-10 (JPEG copy)" in page
     run = json.loads((project / "book" / "runs" / "em_basics.ipynb").read_text())
-    assert run["metadata"]["uex"]["parameters"] == {"profile": "smoke"}
+    record = run["metadata"]["uex"]
+    assert record["parameters"] == {"profile": "smoke"} and record["profile"] == "smoke"
+    assert record["code_sha256"] == book.code_sha256() and record["device"] == results.device_name()
+    assert html.escape(record["device"]) in page and f"wall time {record['wall_s']:.1f} s" in page
     glued = {o["metadata"]["scrapbook"]["name"]: o["data"] for c in run["cells"] for o in c.get("outputs", [])
              if "scrapbook" in o.get("metadata", {})}
     for figure in ("em_curves", "em_grid"):

@@ -53,16 +53,41 @@ def test_bad_arguments_are_named(data_root):
         ue.load_dataset("cifar11", "test", data_root)
 
 
-def test_crop_flip_is_per_sample_seeded_and_bounded():
-    x = torch.rand(64, 3, 32, 32)
-    a = ue.augment(x, "crop_flip", torch.Generator().manual_seed(0))
-    b = ue.augment(x, "crop_flip", torch.Generator().manual_seed(0))
-    assert a.shape == x.shape and torch.equal(a, b)
-    # Each output is its input shifted by at most 4 px, possibly mirrored: some pixels survive.
-    changed = (a != x).flatten(1).any(1)
-    assert 0 < changed.sum() <= 64
-    same_row_values = [set(x[i, 0, 10].tolist()) & set(a[i, 0].flatten().tolist()) for i in range(8)]
-    assert all(len(s) > 0 for s in same_row_values)
+def _coordinate_images(n: int) -> torch.Tensor:
+    """Channel 0 holds (column + 1) / 64, channel 1 (row + 1) / 64: every pixel knows where it came from."""
+    cols = (torch.arange(32) + 1.0) / 64
+    x = torch.zeros(n, 3, 32, 32)
+    x[:, 0] = cols.view(1, 1, 32)
+    x[:, 1] = cols.view(1, 32, 1)
+    return x
+
+
+def test_crop_flip_shifts_at_most_4_px_pads_with_zeros_and_flips_half():
+    n = 2000
+    x = _coordinate_images(n)
+    out = ue.augment(x, "crop_flip", torch.Generator().manual_seed(0))
+    assert torch.equal(out, ue.augment(x, "crop_flip", torch.Generator().manual_seed(0)))
+    centre_col = (out[:, 0, 16, 16] * 64).round() - 1          # source column of output pixel (16, 16)
+    flipped = out[:, 0, 16, 17] < out[:, 0, 16, 16]
+    shift_x = torch.where(flipped, centre_col - 15, centre_col - 16)
+    shift_y = (out[:, 1, 16, 16] * 64).round() - 1 - 16
+    assert shift_x.abs().max() <= 4 and shift_y.abs().max() <= 4
+    assert set(shift_x.long().tolist()) == set(range(-4, 5)) == set(shift_y.long().tolist())
+    assert 0.45 < flipped.float().mean() < 0.55
+    # Rebuild every output from its shift and flip: source pixels inside the image, zeros outside.
+    j = torch.arange(32).view(1, 32)
+    src_col = torch.where(flipped[:, None], 31 - j + shift_x[:, None], j + shift_x[:, None])
+    expected_col = torch.where((src_col >= 0) & (src_col < 32), (src_col + 1.0) / 64, torch.zeros(()))
+    src_row = j + shift_y[:, None]
+    expected_row = torch.where((src_row >= 0) & (src_row < 32), (src_row + 1.0) / 64, torch.zeros(()))
+    visible_rows = (src_row >= 0) & (src_row < 32)
+    rows_ok = torch.where(visible_rows[:, :, None], out[:, 0], torch.zeros(()))
+    assert torch.allclose(rows_ok, torch.where(visible_rows[:, :, None], expected_col[:, None, :], torch.zeros(())))
+    assert torch.allclose(out[:, 1, :, 16], expected_row)
+    assert (out[:, 2] == 0).all()
+
+
+def test_resized_crop_stays_in_range():
     big = ue.augment(torch.rand(4, 3, 64, 64), "resized_crop_flip", torch.Generator().manual_seed(0))
     assert big.shape == (4, 3, 64, 64) and big.min() >= 0 and big.max() <= 1
 

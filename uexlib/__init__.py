@@ -2,14 +2,17 @@
 
 One import, a flat API: ``import uexlib as ue``.
 """
-from . import generators, models, paper_tables, profiles
-from .artifacts import ArtifactError, Poison
+from . import attacks, defenses, generators, models, paper_tables, profiles
+from .artifacts import ArtifactError, Poison, check_budget
 from .data import ImageDataset, augment, available, data_root, load_dataset, mix_poison, subset_per_class
+from .experiment import Experiment, prepare
+from .registry import ParameterError, UnknownNameError
 from .results import provenance, write_csv
 from .runtime import VERSION as __version__
 from .runtime import device, git_commit, seed
-from .train import StepContext, TrainResult, evaluate, train
+from .train import TrainResult, Trainer, evaluate, train
 
-__all__ = ["ArtifactError", "ImageDataset", "Poison", "StepContext", "TrainResult", "augment", "available",
-           "data_root", "device", "evaluate", "generators", "git_commit", "load_dataset", "mix_poison", "models", "paper_tables",
+__all__ = ["ArtifactError", "Experiment", "ImageDataset", "ParameterError", "Poison", "TrainResult", "Trainer",
+           "UnknownNameError", "attacks", "augment", "available", "check_budget", "data_root", "defenses", "device",
+           "evaluate", "generators", "git_commit", "load_dataset", "mix_poison", "models", "paper_tables", "prepare",
            "profiles", "provenance", "seed", "subset_per_class", "train", "write_csv", "__version__"]

@@ -1,11 +1,14 @@
 """Execute the parameterized notebooks with papermill and build the Jupyter Book (1.x).
 
 Executed notebooks land in ``book/runs/<name>.ipynb`` (kernel working directory ``book/runs``)
-with a ``uex`` metadata block: profile, parameters, the source notebook's sha256 and the commit.
-A run is stale when that block no longer matches what would be executed now.
+with a ``uex`` metadata block: the source notebook's sha256, the parameters, the sha256 of the
+uexlib code, and the profile, device, wall time, commit and time of the run. A run is stale when
+the source, the parameters or the code no longer match. Beside each run, ``<name>.provenance.md``
+states where it came from; chapter pages ``{include}`` it.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -13,10 +16,13 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from . import profiles
-from .runtime import REPO_ROOT, git_commit
+from .runtime import REPO_ROOT, atomic_path, git_commit
+
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 class NotebookFailed(RuntimeError):
@@ -43,18 +49,90 @@ def output_path(source: Path, project: Path = REPO_ROOT) -> Path:
     return project / "book" / "runs" / source.name
 
 
-def run_record(source: Path, parameters: dict) -> dict:
-    return {"source_sha256": _sha256(source), "parameters": parameters}
+def code_sha256(package_dir: Path = PACKAGE_DIR) -> str:
+    """sha256 over the sorted relative paths and bytes of every ``*.py`` under ``package_dir``.
+
+    A notebook's output depends on the library it imports, so a change to any module makes its run stale.
+    """
+    package_dir = Path(package_dir)
+    files = sorted(p.relative_to(package_dir).as_posix() for p in package_dir.rglob("*.py")
+                   if "__pycache__" not in p.relative_to(package_dir).parts)
+    digest = hashlib.sha256()
+    for name in files:
+        # Path, NUL, then the file's own hash: two different trees never feed the same bytes.
+        digest.update(name.encode() + b"\0" + _sha256(package_dir / name).encode() + b"\n")
+    return digest.hexdigest()
 
 
-def is_stale(source: Path, parameters: dict, project: Path = REPO_ROOT) -> bool:
-    """True unless ``book/runs`` holds a successful run of this exact source with these parameters."""
+def run_record(source: Path, parameters: dict, package_dir: Path = PACKAGE_DIR) -> dict:
+    """What a run depends on: the source notebook, its parameters and the uexlib code."""
+    return {"source_sha256": _sha256(source), "parameters": parameters, "code_sha256": code_sha256(package_dir)}
+
+
+def is_stale(source: Path, parameters: dict, project: Path = REPO_ROOT, package_dir: Path = PACKAGE_DIR) -> bool:
+    """True unless ``book/runs`` holds a successful run of this exact source, parameters and code."""
     target = output_path(source, project)
     if not target.is_file():
         return True
     # Only a fully successful run is ever renamed into place (see execute), so the record suffices.
     recorded = json.loads(target.read_text()).get("metadata", {}).get("uex", {})
-    return {k: recorded.get(k) for k in ("source_sha256", "parameters")} != run_record(source, parameters)
+    expected = run_record(source, parameters, package_dir)
+    return {k: recorded.get(k) for k in expected} != expected
+
+
+def provenance_path(target_notebook: Path) -> Path:
+    return Path(target_notebook).with_suffix(".provenance.md")
+
+
+def _escape_markdown(text: str) -> str:
+    return "".join(f"\\{c}" if c in "\\`*_[]{}<>|#$~" else c for c in text)
+
+
+def _short_commit(commit: str) -> str:
+    sha, dirty, _ = commit.partition("+dirty")
+    return sha[:10] + dirty if len(sha) == 40 else commit
+
+
+def provenance_markdown(record: dict, papermill: dict | None = None) -> str:
+    """One sentence for the chapter page: profile, device, wall time, short commit and date of a run.
+
+    ``record`` is a run's ``metadata.uex`` block. A field that older runs lack reads "not recorded";
+    the profile falls back to the parameters and the date to papermill's ``end_time``.
+    """
+    missing = "not recorded"
+    profile = record.get("profile") or record.get("parameters", {}).get("profile") or missing
+    device = _escape_markdown(record.get("device") or missing)
+    wall = f"{record['wall_s']:.1f} s" if isinstance(record.get("wall_s"), (int, float)) else missing
+    commit = f"`{_short_commit(record['git_commit'])}`" if record.get("git_commit") else missing
+    stamp = record.get("timestamp") or (papermill or {}).get("end_time")
+    date = datetime.fromisoformat(stamp).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if stamp else missing
+    return f"**This run:** profile `{profile}`, device {device}, wall time {wall}, commit {commit}, {date}.\n"
+
+
+def provenance_snippet(target_notebook: Path) -> str:
+    """The Markdown of ``<name>.provenance.md``, from an executed notebook's ``metadata.uex`` block."""
+    target_notebook = Path(target_notebook)
+    metadata = json.loads(target_notebook.read_text()).get("metadata", {})
+    return (f"% Written by uexlib.book.write_provenance from {target_notebook.name}; do not edit.\n"
+            + provenance_markdown(metadata.get("uex", {}), metadata.get("papermill")))
+
+
+def write_provenance(target_notebook: Path) -> Path:
+    """Write ``<name>.provenance.md`` beside an executed notebook; the chapter page ``{include}``s it."""
+    path = provenance_path(target_notebook)
+    with atomic_path(path) as tmp:
+        tmp.write_text(provenance_snippet(target_notebook))
+    return path
+
+
+def _profile_of(source: Path, parameters: dict) -> str:
+    """The profile a run uses: the ``profile`` parameter, else the default in the notebook's parameters cell."""
+    import papermill
+
+    if "profile" in parameters:
+        return str(parameters["profile"])
+    default = papermill.inspect_notebook(str(source)).get("profile", {}).get("default")
+    return str(ast.literal_eval(default)) if default else "not set"
 
 
 def execute(source: Path, parameters: dict, project: Path = REPO_ROOT, target: Path | None = None,
@@ -62,16 +140,22 @@ def execute(source: Path, parameters: dict, project: Path = REPO_ROOT, target: P
     """Run ``source`` with papermill into ``target`` (default ``book/runs/<name>.ipynb``).
 
     Raises :class:`NotebookFailed` on any cell error. The executed notebook replaces the previous
-    one only when every cell succeeded; the kernel runs in the target's folder.
+    one only when every cell succeeded, and then ``<name>.provenance.md`` is written beside it;
+    the kernel runs in the target's folder.
     """
     import nbformat
     import papermill
+
+    from .results import device_name
 
     target = Path(target) if target is not None else output_path(source, project)
     # The "python3" kernel spec runs whatever `python` is first on PATH: make it this interpreter.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.stem}.partial.ipynb")
+    # Recorded before the run: the code and commit the kernel imports, not whatever is there afterwards.
+    record = {**run_record(source, parameters), "profile": _profile_of(source, parameters),
+              "device": device_name(), "git_commit": git_commit()}
     started = time.perf_counter()
     try:
         papermill.execute_notebook(str(source), str(partial), parameters=parameters, cwd=str(target.parent),
@@ -81,10 +165,11 @@ def execute(source: Path, parameters: dict, project: Path = REPO_ROOT, target: P
                              f"partial output kept in {partial}") from error
     wall_s = time.perf_counter() - started
     notebook = nbformat.read(partial, as_version=4)
-    notebook.metadata["uex"] = {**run_record(source, parameters), "wall_s": round(wall_s, 1),
-                                "git_commit": git_commit()}
+    notebook.metadata["uex"] = {**record, "wall_s": round(wall_s, 1),
+                                "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     nbformat.write(notebook, partial)
     os.replace(partial, target)
+    write_provenance(target)
     return {"notebook": source.stem, "wall_s": wall_s, "output": str(target)}
 
 

@@ -1,4 +1,4 @@
-"""The ``uex`` command: data, train, poison, run, book. Every command checks its arguments first."""
+"""The ``uex`` command: data, train, poison, defend, run, book. Every command checks its arguments first."""
 from __future__ import annotations
 
 import argparse
@@ -37,57 +37,107 @@ def cmd_data(args) -> int:
     return 0
 
 
-def _datasets(args, profile):
-    from .data import load_dataset
+def _experiment(args):
+    from .experiment import prepare
 
-    train_set = load_dataset(args.dataset, "train", args.root, per_class=profile.train_per_class)
-    test_set = load_dataset(args.dataset, "test", args.root, per_class=profile.test_per_class)
-    return train_set, test_set
+    return prepare(args.profile, dataset=args.dataset, root=args.root, seed=args.seed)
 
 
-def cmd_train(args) -> int:
-    import torch
+def _seeded(args, params: dict) -> dict:
+    """``--seed`` is the seed unless ``-p seed N`` says the same or the flag was left at its default."""
+    if "seed" in params and args.seed not in (0, params["seed"]):
+        raise ValueError(f"--seed {args.seed} and -p seed {params['seed']} disagree; give one")
+    return {"seed": args.seed, **params}
 
-    from . import models
+
+def _load_poison(path: str, train_set):
     from .artifacts import Poison
-    from .results import provenance, write_csv
-    from .train import train
 
-    profile = profiles.get(args.profile)
-    model_name = args.model or profile.model
-    if model_name not in models.list_models():
-        raise ValueError(f"--model must be one of {', '.join(models.list_models())}; got {model_name!r}")
-    if args.poison and not Path(args.poison).is_file():
-        raise ValueError(f"--poison {args.poison} does not exist")
-    train_set, test_set = _datasets(args, profile)
-    if args.poison:
-        train_set = Poison.load(args.poison, expect=train_set).as_dataset()
-    torch.manual_seed(args.seed)
-    model = models.create(model_name, train_set.num_classes, train_set.shape[0], profile.width)
-    budget = {**profile.budget(), **({"epochs": args.epochs, "iterations": None} if args.epochs else {})}
-    result = train(model, train_set, test_set, seed=args.seed, checkpoint=args.checkpoint, **budget)
-    history = result.history.assign(**provenance(args.profile, args.seed), data=train_set.source)
+    if not Path(path).is_file():
+        raise ValueError(f"--poison {path} does not exist")
+    return Poison.load(path, dataset=train_set)
+
+
+def _check_model(name: str | None) -> None:
+    from . import models
+
+    if name is not None and name not in models.list_models():
+        raise ValueError(f"--model must be one of {', '.join(models.list_models())}; got {name!r}")
+
+
+def _report(args, history, train_set, extra: dict | None = None) -> None:
+    from .results import provenance, write_csv
+
+    history = history.assign(**provenance(args.profile, args.seed), data=train_set.source, **(extra or {}))
     print(history[["epoch", "train_acc", "test_acc"]].to_string(index=False))
     if args.out:
         write_csv(history, args.out)
+
+
+def cmd_train(args) -> int:
+    _check_model(args.model)
+    if args.poison and not Path(args.poison).is_file():
+        raise ValueError(f"--poison {args.poison} does not exist")
+    exp = _experiment(args)
+    train_set = _load_poison(args.poison, exp.train_set).as_dataset() if args.poison else exp.train_set
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    result = exp.train(train_set, model=exp.model(args.model), checkpoint=args.checkpoint, **overrides)
+    _report(args, result.history, train_set)
     return 0
 
 
 def cmd_poison(args) -> int:
     from . import generators
 
-    profile = profiles.get(args.profile)
-    if args.method not in generators.list_generators():
-        raise ValueError(f"--method must be one of {', '.join(generators.list_generators())}; got {args.method!r}")
-    if Path(args.out).suffix != ".npz":
-        raise ValueError(f"--out must end in .npz, got {args.out}")
-    generator = generators.create(args.method, profile=profile, **_params(args.param))
-    train_set, _ = _datasets(args, profile)
-    poison = generator.generate(train_set)
+    if args.list:
+        print(generators.GENERATORS.format_list())
+        return 0
+    if args.method is None:
+        raise ValueError("give a generator name (one of " + ", ".join(generators.list_generators()) + ") or --list")
+    generators.GENERATORS.get(args.method)
+    if args.out is None or Path(args.out).suffix != ".npz":
+        raise ValueError(f"--out must be a path ending in .npz, got {args.out}")
+    params = _seeded(args, _params(args.param))
+    generator = generators.create(args.method, profile=args.profile, **params)  # checks every parameter first
+    exp = _experiment(args)
+    poison = generator.generate(exp.train_set)
     poison.save(args.out)
-    print(f"saved {args.out} ({poison.metadata['method']}, {poison.metadata['wall_s']:.1f} s)")
+    print(f"saved {args.out} ({poison.metadata['method']}, seed {poison.metadata['seed']}, "
+          f"{poison.metadata['wall_s']:.1f} s)")
     if args.publish:
         print(f"published PNG folder {poison.publish(args.publish)}")
+    return 0
+
+
+def cmd_defend(args) -> int:
+    from . import defenses
+
+    if args.list:
+        print("training-time defenses:")
+        print(defenses.DEFENSES.format_list())
+        print("purifiers:")
+        print(defenses.PURIFIERS.format_list())
+        return 0
+    if args.method is None:
+        raise ValueError("give a defense name or --list")
+    params = _params(args.param)
+    if args.method in defenses.DEFENSES:
+        defense, purifier = defenses.create(args.method, **params), None
+    elif args.method in defenses.PURIFIERS:
+        defense, purifier = None, defenses.create_purifier(args.method, **params)
+    else:
+        raise ValueError(f"unknown defense {args.method!r}; available: "
+                         f"{', '.join(defenses.names() + defenses.purifier_names())}")
+    _check_model(args.model)
+    if args.poison and not Path(args.poison).is_file():
+        raise ValueError(f"--poison {args.poison} does not exist")
+    exp = _experiment(args)
+    train_set = _load_poison(args.poison, exp.train_set).as_dataset() if args.poison else exp.train_set
+    if purifier is not None:
+        train_set = purifier.apply(train_set)
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    result = exp.train(train_set, defense=defense, model=exp.model(args.model), **overrides)
+    _report(args, result.history, train_set, {"defense": args.method})
     return 0
 
 
@@ -124,25 +174,29 @@ def parser() -> argparse.ArgumentParser:
     data.set_defaults(func=cmd_data)
 
     for name, func, text in (("train", cmd_train, "train a classifier on clean or poisoned data"),
-                             ("poison", cmd_poison, "generate a poison and save it")):
+                             ("poison", cmd_poison, "generate a poison and save it"),
+                             ("defend", cmd_defend, "train under a defense (or on a purified set), clean or poisoned")):
         cmd = sub.add_parser(name, help=text)
+        if name != "train":
+            cmd.add_argument("method", nargs="?", help=f"{'generator' if name == 'poison' else 'defense'} name")
+            cmd.add_argument("--list", action="store_true", help="list every method with its defaults")
+            cmd.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
+                             help="method parameter, e.g. -p eps 8/255 -p mode classwise")
         cmd.add_argument("--dataset", default="cifar10", help="dataset name or folder")
         cmd.add_argument("--root", help="dataset root (default $UEX_DATA_ROOT)")
         cmd.add_argument("--profile", **profile_kw)
-        cmd.add_argument("--seed", type=int, default=0)
+        cmd.add_argument("--seed", type=int, default=0, help="seeds the data subset, the method and the model")
         cmd.set_defaults(func=func)
-        if name == "train":
+        if name == "poison":
+            cmd.add_argument("--out", help="poison file (.npz)")
+            cmd.add_argument("--publish", help="also write the poisoned images as PNGs into this new folder")
+        else:
             cmd.add_argument("--model", help="model name (default: the profile's)")
             cmd.add_argument("--epochs", type=int, help="override the profile's budget")
             cmd.add_argument("--poison", help="a saved poison (.npz) to train on")
-            cmd.add_argument("--checkpoint", help="checkpoint file to resume from")
             cmd.add_argument("--out", help="write the history CSV here")
-        else:
-            cmd.add_argument("--method", default="em")
-            cmd.add_argument("--out", required=True, help="poison file (.npz)")
-            cmd.add_argument("--publish", help="also write the poisoned images as PNGs into this new folder")
-            cmd.add_argument("-p", "--param", nargs=2, action="append", metavar=("KEY", "VALUE"),
-                             help="generator parameter, e.g. -p eps 8/255 -p mode classwise")
+        if name == "train":
+            cmd.add_argument("--checkpoint", help="checkpoint file to resume from")
 
     run = sub.add_parser("run", help="execute one notebook with papermill")
     run.add_argument("notebook")
@@ -166,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         parser().error(f"--seed must be >= 0, got {args.seed}")
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as error:
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as error:
         print(f"uex {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -11,11 +11,17 @@ import torch
 from .runtime import VERSION, atomic_path, git_commit
 
 
+def device_name() -> str:
+    """The GPU's name, or ``cpu (<processor>, <threads> threads)``: the ``device`` of every provenance record."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"cpu ({platform.processor() or 'x86_64'}, {torch.get_num_threads()} threads)"
+
+
 def provenance(profile: str, seed: int) -> dict:
     """Columns every results row carries: profile, seed, library version, commit, device, time."""
-    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.processor() or 'x86_64'}, {torch.get_num_threads()} threads)"
     return {"profile": profile, "seed": seed, "uexlib_version": VERSION, "git_commit": git_commit(),
-            "device": dev, "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "device": device_name(), "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:

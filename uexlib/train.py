@@ -1,42 +1,31 @@
-"""The trainer: SGD on a device-resident dataset, per-epoch clean evaluation, checkpoint + resume.
+"""The one training loop: SGD on a device-resident dataset, used by training and by every generator.
 
-Training-time defenses attach in exactly one place, the per-batch ``hook``: a callable
-``hook(x, y, ctx) -> (x, y)`` that sees every augmented float batch before the forward pass
-(``ctx`` is a :class:`StepContext` with the model, the optimizer, the epoch, the step and the
-epoch's generator). Soft labels (N, K) returned by a hook are accepted by the loss.
+:class:`Trainer` owns the model (channels_last), the optimizer and its parameter groups, the
+learning-rate schedule, bf16 autocast on CUDA, optional compilation and the attached
+:class:`~uexlib.defenses.Defense`; :meth:`Trainer.step` is one SGD step, the same step a
+generator's surrogate takes. :func:`train` is the simple call: epochs of steps, a clean
+evaluation per epoch, a history, best-on-validation selection, checkpoints and resume.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .attacks import autocast
 from .data import AUGMENTS, DeviceLoader, ImageDataset
+from .defenses import Defense, NoDefense, StepContext
 from .runtime import atomic_torch_save, check_choice, check_float, check_int, generator
 from .runtime import device as pick_device
 
 SCHEDULES = ("multistep", "cosine", "onecycle", "constant")
-
-
-@dataclass
-class StepContext:
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    epoch: int
-    step: int
-    generator: torch.Generator
-
-
-Hook = Callable[[torch.Tensor, torch.Tensor, StepContext], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -53,16 +42,10 @@ class TrainResult:
         return float(row["test_acc"])
 
 
-def _autocast(dev: torch.device):
-    if dev.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: ImageDataset | DeviceLoader, batch_size: int = 1000,
              device: str | torch.device = "auto") -> dict:
-    """Accuracy (%) and mean cross-entropy of ``model`` on ``data``, no augmentation.
+    """Accuracy (%) and mean cross-entropy of ``model`` on ``data``, no augmentation, eval mode.
 
     ``data`` is a dataset, or an unshuffled :class:`DeviceLoader` already on the device (so
     repeated evaluations do not copy the data again).
@@ -76,8 +59,8 @@ def evaluate(model: torch.nn.Module, data: ImageDataset | DeviceLoader, batch_si
     loss_sum = torch.zeros((), device=dev)
     correct = torch.zeros((), device=dev, dtype=torch.long)
     for x, y, _ in data:
-        with _autocast(dev):
-            logits = model(x)
+        with autocast(dev):
+            logits = model(x.contiguous(memory_format=torch.channels_last))
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
     model.train(was_training)
@@ -103,20 +86,110 @@ def lr_multiplier(schedule: str, step: int, total_steps: int, steps_per_epoch: i
     return 1.0
 
 
+class Trainer:
+    """SGD on ``model`` with a schedule over ``total_steps`` steps, optionally under a defense.
+
+    Args:
+        model: moved to the device in channels_last (faster on CUDA tensor cores and on CPU oneDNN).
+        total_steps: length of the schedule in SGD steps; steps_per_epoch: for the cosine schedule.
+        lr, momentum, weight_decay, nesterov: SGD (0.1, 0.9, 5e-4 as in REM App. A.4).
+        schedule: ``multistep`` (``lr_decay`` at ``milestones_iter``, default 40 % and 80 % of the
+            steps), ``cosine``, ``onecycle`` or ``constant``.
+        defense: a :class:`~uexlib.defenses.Defense`; its parameter groups carry an ``lr_factor``
+            multiplying the schedule.
+        compile: run the step through ``torch.compile`` (measure first: in issue 5's H100 run it
+            was slower than eager at batch 512).
+    """
+
+    def __init__(self, model: torch.nn.Module, *, total_steps: int, steps_per_epoch: int = 1, lr: float = 0.1,
+                 momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False,
+                 schedule: str = "multistep", milestones_iter: tuple[int, ...] | None = None,
+                 lr_decay: float = 0.1, defense: Defense | None = None, device: str | torch.device = "auto",
+                 compile: bool = False):
+        check_int("total_steps", total_steps, low=1)
+        check_int("steps_per_epoch", steps_per_epoch, low=1)
+        check_float("lr", lr, 0.0, 10.0, low_open=True)
+        check_float("momentum", momentum, 0.0, 1.0)
+        check_float("weight_decay", weight_decay, 0.0, 1.0)
+        check_choice("schedule", schedule, SCHEDULES)
+        self.device = pick_device(device) if isinstance(device, str) else device
+        self.defense = defense if defense is not None else NoDefense()
+        self.model = model.to(self.device, memory_format=torch.channels_last)
+        self.step_model = torch.compile(self.model) if compile else self.model
+        groups = self.defense.param_groups(self.model) or [{"params": list(self.model.parameters())}]
+        for group in groups:
+            group.setdefault("lr_factor", 1.0)
+        self.optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                         nesterov=nesterov)
+        self.base_lr, self.schedule, self.lr_decay = lr, schedule, lr_decay
+        self.total_steps, self.steps_per_epoch = total_steps, steps_per_epoch
+        self.milestones = tuple(milestones_iter) if milestones_iter else (int(0.4 * total_steps),
+                                                                          int(0.8 * total_steps))
+        self.steps_done = 0
+
+    @property
+    def epochs(self) -> int:
+        return math.ceil(self.total_steps / self.steps_per_epoch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device):
+            return self.step_model(x.contiguous(memory_format=torch.channels_last))
+
+    def _set_lr(self) -> float:
+        factor = lr_multiplier(self.schedule, self.steps_done, self.total_steps, self.steps_per_epoch,
+                               self.epochs, self.milestones, self.lr_decay)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.base_lr * factor * group["lr_factor"]
+        return self.base_lr * factor
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, epoch: int = 0,
+             gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One SGD step on the batch under the defense; returns detached (loss, logits, labels used).
+
+        Nothing here waits for the device: the caller accumulates metrics on the device.
+        """
+        if not self.model.training:
+            self.model.train()
+        ctx = StepContext(self, epoch, self.steps_done, gen)
+        x, y = self.defense.transform(x, y, ctx)
+        loss, logits = self.defense.loss(x, y, ctx)
+        self._set_lr()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.steps_done += 1
+        return loss.detach(), logits.detach(), y
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "lr_factors": [g["lr_factor"] for g in self.optimizer.param_groups],
+                "steps_done": self.steps_done, "defense": self.defense.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for group, factor in zip(self.optimizer.param_groups, state["lr_factors"]):
+            group["lr_factor"] = factor
+        self.steps_done = state["steps_done"]
+        self.defense.load_state_dict(state["defense"])
+
+
 def train(model: torch.nn.Module, train_set: ImageDataset, test_set: ImageDataset | None = None, *,
           epochs: int | None = None, iterations: int | None = None, batch_size: int = 128,
           lr: float = 0.1, momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False,
           schedule: str = "cosine", milestones_iter: tuple[int, ...] | None = None, lr_decay: float = 0.1,
-          augment: str = "crop_flip", hook: Hook | None = None, val_set: ImageDataset | None = None,
+          augment: str = "crop_flip", defense: Defense | None = None, val_set: ImageDataset | None = None,
           select_best: bool = False, checkpoint: str | os.PathLike | None = None, seed: int = 0,
           device: str = "auto", compile: bool = False, progress: bool = True) -> TrainResult:
     """Train ``model`` with SGD on ``train_set``; evaluate on clean ``test_set`` every epoch.
 
-    Give the budget as ``epochs`` or ``iterations`` (SGD steps), not both. ``milestones_iter``
-    defaults to every 40 % of the iterations (REM App. A.4: 16k of 40k). With ``select_best``,
-    the weights of the epoch with the best ``val_set`` accuracy are returned (thesis App. A.1).
-    With ``checkpoint``, state is saved atomically after every epoch and a rerun with the same
-    arguments resumes from it, giving the same history as an uninterrupted run.
+    Give the budget as ``epochs`` or ``iterations`` (SGD steps), not both. Every epoch is
+    ``len(train_set) // batch_size`` full batches (the last partial batch is dropped, so every
+    step has the same shape). ``milestones_iter`` defaults to 40 % and 80 % of the iterations
+    (REM App. A.4: 16k and 32k of 40k). With ``select_best``, the weights of the epoch with the
+    best ``val_set`` accuracy are returned (thesis App. A.1). ``defense`` attaches a training-time
+    defense. With ``checkpoint``, state is saved atomically after every epoch and a rerun with the
+    same arguments and defense resumes from it, giving the same history as an uninterrupted run.
     """
     if (epochs is None) == (iterations is None):
         raise ValueError(f"give exactly one of epochs or iterations, got epochs={epochs}, iterations={iterations}")
@@ -126,91 +199,73 @@ def train(model: torch.nn.Module, train_set: ImageDataset, test_set: ImageDatase
         check_int("iterations", iterations, low=1)
     check_int("batch_size", batch_size, low=1, high=len(train_set))
     check_float("lr", lr, 0.0, 10.0, low_open=True)
-    check_float("momentum", momentum, 0.0, 1.0)
-    check_float("weight_decay", weight_decay, 0.0, 1.0)
     check_choice("schedule", schedule, SCHEDULES)
     check_choice("augment", augment, AUGMENTS)
     check_int("seed", seed, low=0)
+    if defense is not None and not isinstance(defense, Defense):
+        raise ValueError(f"defense must be a uexlib.defenses.Defense (e.g. ue.defenses.create('none')), "
+                         f"got {type(defense).__name__}")
     if select_best and val_set is None:
         raise ValueError("select_best=True needs a val_set to select on")
 
     dev = pick_device(device)
-    loader = DeviceLoader(train_set, batch_size, dev, shuffle=True, augment=augment, seed=seed)
+    loader = DeviceLoader(train_set, batch_size, dev, shuffle=True, augment=augment, seed=seed, drop_last=True)
     # Moved to the device once, evaluated every epoch.
     eval_loaders = {prefix: DeviceLoader(dataset, 1000, dev, shuffle=False)
                     for prefix, dataset in (("test", test_set), ("val", val_set)) if dataset is not None}
     steps_per_epoch = len(loader)
     total_steps = iterations if iterations is not None else epochs * steps_per_epoch
-    num_epochs = math.ceil(total_steps / steps_per_epoch)
-    milestones = tuple(milestones_iter) if milestones_iter else (int(0.4 * total_steps), int(0.8 * total_steps))
-
-    # channels_last is faster on CPU (oneDNN) as well as on CUDA tensor cores.
-    model = model.to(dev, memory_format=torch.channels_last)
-    step_model = torch.compile(model) if compile else model
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
-                                nesterov=nesterov)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(
-        schedule, s, total_steps, steps_per_epoch, num_epochs, milestones, lr_decay))
+    trainer = Trainer(model, total_steps=total_steps, steps_per_epoch=steps_per_epoch, lr=lr, momentum=momentum,
+                      weight_decay=weight_decay, nesterov=nesterov, schedule=schedule,
+                      milestones_iter=milestones_iter, lr_decay=lr_decay, defense=defense, device=dev,
+                      compile=compile)
 
     config = {"epochs": epochs, "iterations": iterations, "batch_size": batch_size, "lr": lr,
               "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov, "schedule": schedule,
-              "milestones": milestones, "lr_decay": lr_decay, "augment": augment, "seed": seed,
-              "train": train_set.fingerprint(), "select_best": select_best}
+              "milestones": trainer.milestones, "lr_decay": lr_decay, "augment": augment, "seed": seed,
+              "train": train_set.fingerprint(), "select_best": select_best, "defense": trainer.defense.key()}
     rows, start_epoch, best = [], 0, {"acc": -1.0, "epoch": None, "state": None}
     if checkpoint is not None and Path(checkpoint).is_file():
         state = torch.load(checkpoint, map_location=dev, weights_only=False)
         if state["config"] != config:
-            raise ValueError(f"checkpoint {checkpoint} was written by a run with other arguments; "
-                             "delete it or pass another checkpoint path")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+            changed = sorted(k for k in config if state["config"].get(k) != config[k])
+            raise ValueError(f"checkpoint {checkpoint} was written by a run with other arguments "
+                             f"({', '.join(changed)} differ); delete it or pass another checkpoint path")
+        trainer.load_state_dict(state["trainer"])
         rows, start_epoch, best = state["history"], state["epoch"] + 1, state["best"]
 
-    step = start_epoch * steps_per_epoch
-    bar = tqdm(range(start_epoch, num_epochs), desc="train", disable=not progress, leave=False)
+    bar = tqdm(range(start_epoch, trainer.epochs), desc="train", disable=not progress, leave=False)
     for epoch in bar:
         started = time.perf_counter()
-        model.train()
         loader.set_epoch(epoch)
         loss_sum = torch.zeros((), device=dev)
         correct = torch.zeros((), device=dev, dtype=torch.long)
         seen = 0
-        hook_gen = generator(seed * 7_919 + epoch + 1, dev)
+        gen = generator(seed * 7_919 + epoch + 1, dev)
         for x, y, _ in loader:
-            if step >= total_steps:
+            if trainer.steps_done >= total_steps:
                 break
-            if hook is not None:
-                x, y = hook(x, y, StepContext(model, optimizer, epoch, step, hook_gen))
-            x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(dev):
-                logits = step_model(x)
-            loss = F.cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            hard = y.argmax(1) if y.ndim == 2 else y
-            loss_sum += loss.detach() * len(x)
+            loss, logits, labels = trainer.step(x, y, epoch, gen)
+            hard = labels.argmax(1) if labels.ndim == 2 else labels
+            loss_sum += loss * len(x)
             correct += (logits.argmax(1) == hard).sum()
             seen += len(x)
-            step += 1
-        row = {"epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
+        row = {"epoch": epoch, "step": trainer.steps_done, "lr": trainer.optimizer.param_groups[0]["lr"],
                "train_loss": loss_sum.item() / seen, "train_acc": 100.0 * correct.item() / seen}
+        row.update(trainer.defense.on_epoch_end(trainer, epoch))
         for prefix, eval_loader in eval_loaders.items():
-            result = evaluate(model, eval_loader)
+            result = evaluate(trainer.model, eval_loader)
             row[f"{prefix}_acc"], row[f"{prefix}_loss"] = result["acc"], result["loss"]
         if select_best and row["val_acc"] > best["acc"]:
             best = {"acc": row["val_acc"], "epoch": epoch,
-                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+                    "state": {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}}
         row["epoch_s"] = time.perf_counter() - started
         rows.append(row)
         bar.set_postfix({k: round(row[k], 1) for k in ("train_acc", "test_acc") if k in row})
         if checkpoint is not None:
-            atomic_torch_save({"config": config, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict(), "history": rows, "epoch": epoch,
+            atomic_torch_save({"config": config, "trainer": trainer.state_dict(), "history": rows, "epoch": epoch,
                                "best": best}, checkpoint)
     if select_best:
-        model.load_state_dict(best["state"])
-    return TrainResult(model=model, history=pd.DataFrame(rows), best_epoch=best["epoch"] if select_best else None)
-
+        trainer.model.load_state_dict(best["state"])
+    return TrainResult(model=trainer.model, history=pd.DataFrame(rows),
+                       best_epoch=best["epoch"] if select_best else None)

@@ -1,39 +1,43 @@
-"""Poison generators: ``create(name, **params)`` then ``generate(train_set) -> Poison``."""
+"""Poison generators: ``create(name, **params)`` then ``generate(train_set) -> Poison``.
+
+``uex poison --list`` prints every generator with its defaults.
+"""
 from __future__ import annotations
 
-import inspect
-
 from ..profiles import Profile
+from ..profiles import get as get_profile
+from ..registry import ParameterError, Registry
 
-_REGISTRY: dict[str, type] = {}
-
-
-def register(name: str):
-    def add(cls):
-        _REGISTRY[name] = cls
-        return cls
-    return add
+GENERATORS = Registry("generator")
+register = GENERATORS.register
 
 
 def list_generators() -> list[str]:
-    return sorted(_REGISTRY)
+    return GENERATORS.names()
 
 
-def create(name: str, profile: Profile | None = None, **params):
-    """Build the generator ``name``; ``profile`` fills the budget and surrogate not given in ``params``.
+def create(name: str, profile: Profile | str | None = None, **params):
+    """Build the generator ``name``; ``profile`` fills its surrogate and budget where ``params`` do not.
 
-    Explicit ``params`` always win over the profile's values.
+    The profile's settings for ``name`` (``profile.generators[name]``) must all be parameters
+    of the generator: a profile never passes a setting that would be silently dropped. Explicit
+    ``params`` always win over the profile's values.
     """
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown generator {name!r}; available: {', '.join(list_generators())}")
-    cls = _REGISTRY[name]
+    GENERATORS.check_params(name, params)
     if profile is not None:
-        accepted = inspect.signature(cls.__init__).parameters
-        defaults = {"surrogate": profile.surrogate, "surrogate_width": profile.surrogate_width, **profile.generator}
-        params = {**{k: v for k, v in defaults.items() if k in accepted}, **params}
-    return cls(**params)
+        profile = get_profile(profile)
+        accepted = GENERATORS.defaults(name)
+        settings = dict(profile.generators.get(name, {}))
+        try:
+            GENERATORS.check_params(name, settings)
+        except ParameterError as error:
+            raise ParameterError(f"profile {profile.name!r}: {error}") from None
+        shared = {"surrogate": profile.surrogate, "surrogate_width": profile.surrogate_width}
+        settings = {**{k: v for k, v in shared.items() if k in accepted}, **settings}
+        params = {**settings, **params}
+    return GENERATORS.create(name, **params)
 
 
 from . import em  # noqa: E402,F401  (registers itself)
 
-__all__ = ["create", "list_generators", "register"]
+__all__ = ["GENERATORS", "create", "list_generators", "register"]

@@ -5,32 +5,27 @@ and returns a module taking NCHW float input in [0, 1] (normalization happens
 inside the model).
 """
 
-from typing import Callable, Dict, List
+from typing import Callable, List
 
 from torch import nn
 
-__all__ = ["create", "list_models", "register"]
+from ..registry import Registry
+
+__all__ = ["REGISTRY", "create", "list_models", "register"]
 
 Builder = Callable[[int, int, float], nn.Module]
 
-_REGISTRY: Dict[str, Builder] = {}
+REGISTRY = Registry("model", reserved=("num_classes", "in_channels"))
 
 
 def register(name: str) -> Callable[[Builder], Builder]:
     """Decorator registering ``builder(num_classes, in_channels, width)`` as ``name``."""
-
-    def decorator(builder: Builder) -> Builder:
-        if name in _REGISTRY:
-            raise ValueError(f"model '{name}' is already registered")
-        _REGISTRY[name] = builder
-        return builder
-
-    return decorator
+    return REGISTRY.register(name)
 
 
 def list_models() -> List[str]:
     """Sorted names of all registered models."""
-    return sorted(_REGISTRY)
+    return REGISTRY.names()
 
 
 def _is_int(value) -> bool:
@@ -42,8 +37,7 @@ def create(name: str, num_classes: int = 10, in_channels: int = 3, width: float 
 
     ``width`` multiplies every channel count of the architecture.
     """
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown model '{name}'; available: {', '.join(list_models())}")
+    builder = REGISTRY.get(name)
     if not _is_int(num_classes) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
     if not _is_int(in_channels) or in_channels < 1:
@@ -51,7 +45,7 @@ def create(name: str, num_classes: int = 10, in_channels: int = 3, width: float 
     # the negated comparison also rejects NaN
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 8:
         raise ValueError(f"width must be in (0, 8], got {width!r}")
-    return _REGISTRY[name](num_classes, in_channels, float(width))
+    return builder(num_classes, in_channels, float(width))
 
 
 # Imported last so that each family module can use ``register`` on import.

@@ -1,0 +1,106 @@
+"""The two defense interfaces: :class:`Defense` (inside the trainer) and :class:`Purifier` (before it)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:  # the trainer imports this module; only type hints point back
+    from ..artifacts import Poison
+    from ..data import ImageDataset
+    from ..train import Trainer
+
+
+@dataclass
+class StepContext:
+    """What a defense sees at one SGD step."""
+
+    trainer: "Trainer"
+    epoch: int
+    step: int
+    generator: torch.Generator  # seeded per epoch: a defense's random draws are reproducible
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The model as the step runs it (compiled when the trainer compiles)."""
+        return self.trainer.step_model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of ``x`` under the trainer's autocast and memory format."""
+        return self.trainer.forward(x)
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy for hard labels (N,) or soft labels (N, K)."""
+    return F.cross_entropy(logits.float(), y)
+
+
+class Defense:
+    """A training-time defense. Override only the parts the method needs.
+
+    * :meth:`transform` maps each augmented float batch ``(x, y)`` (labels may become soft,
+      (N, K));
+    * :meth:`loss` replaces the training loss and returns ``(loss, logits)`` (adversarial
+      training attacks the batch here, under the trainer's autocast);
+    * :meth:`param_groups` splits the parameters into groups with an ``lr_factor`` that
+      multiplies the schedule (staged training changes the factors in place at epoch ends;
+      groups are built once);
+    * :meth:`on_epoch_end` computes metrics for the history row (and may roll the model back);
+    * :meth:`key` identifies the defense in a checkpoint: resuming under another key is refused;
+      :meth:`state_dict` / :meth:`load_state_dict` carry its own state across a resume.
+
+    Subclasses store their constructor arguments in ``self.params``.
+    """
+
+    params: dict = {}
+
+    def transform(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, y
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = ctx.forward(x)
+        return cross_entropy(logits, y), logits
+
+    def param_groups(self, model: torch.nn.Module) -> list[dict] | None:
+        """``[{"params": [...], "lr_factor": 1.0}, ...]``, or None for one group."""
+        return None
+
+    def on_epoch_end(self, trainer: "Trainer", epoch: int) -> dict:
+        """Extra history columns for this epoch (numbers or short strings)."""
+        return {}
+
+    def key(self) -> dict:
+        return {"defense": type(self).__name__, "params": dict(self.params)}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no state but the checkpoint holds {sorted(state)}")
+
+
+class Purifier:
+    """A purification defense: :meth:`fit` on a training set, then :meth:`purify` any set.
+
+    :meth:`apply` does both on a training set or a :class:`~uexlib.artifacts.Poison`. Purifiers
+    that need no model of their own keep the default :meth:`fit`. The result is a new
+    :class:`~uexlib.data.ImageDataset` with the same labels; inputs are never modified.
+    """
+
+    params: dict = {}
+
+    def fit(self, train_set: "ImageDataset") -> "Purifier":
+        return self
+
+    def purify(self, dataset: "ImageDataset") -> "ImageDataset":
+        raise NotImplementedError(f"{type(self).__name__} does not implement purify()")
+
+    def apply(self, data: "ImageDataset | Poison") -> "ImageDataset":
+        dataset = data.as_dataset() if hasattr(data, "as_dataset") else data
+        return self.fit(dataset).purify(dataset)
+
+    def key(self) -> dict:
+        return {"purifier": type(self).__name__, "params": dict(self.params)}

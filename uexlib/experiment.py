@@ -1,0 +1,69 @@
+"""One call from a profile name to what an experiment needs: datasets, models, generators, training.
+
+    exp = ue.prepare("lab", dataset="cifar10", seed=0)
+    poison = exp.generator("em", mode="classwise").generate(exp.train_set)
+    result = exp.train(poison.as_dataset())          # the profile's model and budget, seeded
+
+so a notebook does not unpack a profile by hand.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from . import generators, models, profiles
+from .data import ImageDataset, load_dataset
+from .defenses import Defense
+from .profiles import Profile
+from .runtime import check_int
+from .train import TrainResult, train
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A profile bound to its data and seed; every method below is seeded by ``seed``."""
+
+    profile: Profile
+    train_set: ImageDataset
+    test_set: ImageDataset
+    seed: int
+    device: str = "auto"
+
+    def model(self, name: str | None = None, width: float | None = None) -> torch.nn.Module:
+        """A freshly initialized classifier (the profile's unless named), seeded."""
+        torch.manual_seed(self.seed)
+        return models.create(name or self.profile.model, self.train_set.num_classes, self.train_set.shape[0],
+                             self.profile.width if width is None else width)
+
+    def generator(self, name: str, **params):
+        """The generator ``name`` with this profile's surrogate and budget and this seed; ``params`` win."""
+        return generators.create(name, profile=self.profile, **{"seed": self.seed, "device": self.device, **params})
+
+    def budget(self, **overrides) -> dict:
+        """Keyword arguments of :func:`uexlib.train` for this profile, with ``overrides``."""
+        return {**self.profile.budget(), "seed": self.seed, "device": self.device, **overrides}
+
+    def train(self, train_set: ImageDataset | None = None, defense: Defense | None = None,
+              model: torch.nn.Module | None = None, **overrides) -> TrainResult:
+        """Train the profile's model (or ``model``) on ``train_set`` (default the clean set), test on clean data."""
+        if "epochs" in overrides and "iterations" not in overrides:
+            overrides["iterations"] = None
+        return train(model if model is not None else self.model(), train_set if train_set is not None
+                     else self.train_set, self.test_set, defense=defense, **self.budget(**overrides))
+
+
+def prepare(profile: str | Profile, dataset: str = "cifar10", root: str | os.PathLike | None = None,
+            seed: int = 0, device: str = "auto") -> Experiment:
+    """Load ``dataset`` at the scale of ``profile`` (subsets drawn with ``seed``) and bind them.
+
+    ``root`` is the dataset root (default ``$UEX_DATA_ROOT``); ``""`` means the default too.
+    """
+    check_int("seed", seed, low=0)
+    cfg = profiles.get(profile)
+    root = root or None
+    return Experiment(profile=cfg,
+                      train_set=load_dataset(dataset, "train", root, per_class=cfg.train_per_class, subset_seed=seed),
+                      test_set=load_dataset(dataset, "test", root, per_class=cfg.test_per_class, subset_seed=seed),
+                      seed=seed, device=device)
