@@ -148,6 +148,9 @@ def execute(source: Path, parameters: dict, project: Path = REPO_ROOT, target: P
 
     from .results import device_name
 
+    # The kernel writes its results tables (uexlib.results) into the book's book/results, or
+    # beside a run sent elsewhere, so a rerun with other parameters never overwrites the book's.
+    os.environ["UEX_RESULTS_DIR"] = str(project / "book" / "results" if target is None else Path(target).parent)
     target = Path(target) if target is not None else output_path(source, project)
     # The "python3" kernel spec runs whatever `python` is first on PATH: make it this interpreter.
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"

@@ -269,11 +269,12 @@ def mix_poison(clean: ImageDataset, poisoned: ImageDataset, ratio: float, varian
 
 
 def augment(x: torch.Tensor, kind: str, gen: torch.Generator, crop_padding_px: int = 4) -> torch.Tensor:
-    """Per-sample random augmentation of a float batch, batched on its device.
+    """Per-sample random augmentation of a batch (float, or uint8 for ``crop_flip``), batched on its device.
 
     ``crop_flip``: random crop after zero padding by ``crop_padding_px`` and horizontal flip (the
-    CIFAR recipe); ``resized_crop_flip``: random resized crop (area 8-100 %, aspect 3/4-4/3) and
-    flip, for large images.
+    CIFAR recipe), done as one gather whose result is already channels_last;
+    ``resized_crop_flip``: random resized crop (area 8-100 %, aspect 3/4-4/3) and flip, for
+    large images (float input).
     """
     if kind == "none":
         return x
@@ -284,11 +285,14 @@ def augment(x: torch.Tensor, kind: str, gen: torch.Generator, crop_padding_px: i
         padded = F.pad(x, (pad, pad, pad, pad))
         dy = torch.randint(0, 2 * pad + 1, (n,), device=dev, generator=gen)
         dx = torch.randint(0, 2 * pad + 1, (n,), device=dev, generator=gen)
+        flip = torch.rand(n, device=dev, generator=gen) < 0.5
+        columns = torch.arange(w, device=dev)
         rows = (dy[:, None] + torch.arange(h, device=dev))[:, :, None]
-        cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, :]
-        # Advanced indexing puts the gathered (N, H, W) first and channels last.
-        x = padded[torch.arange(n, device=dev)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
-    elif kind == "resized_crop_flip":
+        # A flipped crop reads its window's columns right to left: crop and flip in one gather.
+        cols = (dx[:, None] + torch.where(flip[:, None], columns.flip(0), columns))[:, None, :]
+        # Advanced indexing puts the gathered (N, H, W) first and channels last: a channels_last view.
+        return padded[torch.arange(n, device=dev)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    if kind == "resized_crop_flip":
         area = torch.empty(n, device=dev).uniform_(0.08, 1.0, generator=gen)
         log_ratio = torch.empty(n, device=dev).uniform_(np.log(3 / 4), np.log(4 / 3), generator=gen)
         aspect = log_ratio.exp()
@@ -300,10 +304,9 @@ def augment(x: torch.Tensor, kind: str, gen: torch.Generator, crop_padding_px: i
         theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = scale_w, shift_x, scale_h, shift_y
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    else:
-        check_choice("augment", kind, AUGMENTS)
-    flip = torch.rand(n, device=dev, generator=gen) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(3), x)
+        flip = torch.rand(n, device=dev, generator=gen) < 0.5
+        return torch.where(flip[:, None, None, None], x.flip(3), x)
+    check_choice("augment", kind, AUGMENTS)
 
 
 class DeviceLoader:
@@ -338,5 +341,8 @@ class DeviceLoader:
             else torch.arange(count, device=self.device)
         for b in range(len(self)):
             rows = order[b * self.batch_size:(b + 1) * self.batch_size]
-            x = self.images[rows].float().div_(255)
-            yield augment(x, self.augment, gen), self.labels[rows], rows
+            if self.augment == "crop_flip":  # cropped as uint8: a quarter of the memory traffic
+                x = augment(self.images[rows], "crop_flip", gen).float().div_(255)
+            else:
+                x = augment(self.images[rows].float().div_(255), self.augment, gen)
+            yield x, self.labels[rows], rows

@@ -4,11 +4,12 @@ from __future__ import annotations
 import os
 import platform
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pandas as pd
 import torch
 
-from .runtime import VERSION, atomic_path, git_commit
+from .runtime import REPO_ROOT, VERSION, atomic_path, git_commit
 
 
 def device_name() -> str:
@@ -28,3 +29,48 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write ``frame`` to ``path`` atomically (no half-written CSV after a crash)."""
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
+
+
+# The one schema of every results table (../shared/RESULTS.md), in column order.
+SCHEMA = ("experiment", "paper", "table", "dataset", "data_source", "model", "attack", "attack_params", "defense",
+          "defense_params", "poison_ratio", "metric", "value", "paper_value", "profile", "seed", "wall_s", "device",
+          "git_commit")
+PAPERS = ("rem", "sem", "thesis", "st", "dvae", "none")
+
+
+def result_row(**fields) -> dict:
+    """One measured cell in :data:`SCHEMA`; ``device`` and ``git_commit`` are filled in.
+
+    ``attack_params`` / ``defense_params`` may be dicts (written as JSON, radii as floats on
+    the [0, 1] scale); ``table`` and ``paper_value`` may be left out (empty).
+    """
+    import json
+
+    unknown = sorted(set(fields) - set(SCHEMA))
+    if unknown:
+        raise ValueError(f"unknown results column(s) {unknown}; the schema is: {', '.join(SCHEMA)}")
+    row = {"table": "", "paper_value": None, "device": device_name(), "git_commit": git_commit(), **fields}
+    missing = [c for c in SCHEMA if c not in row]
+    if missing:
+        raise ValueError(f"results row lacks {', '.join(missing)}")
+    if row["paper"] not in PAPERS:
+        raise ValueError(f"paper must be one of {', '.join(PAPERS)}; got {row['paper']!r}")
+    for key in ("attack_params", "defense_params"):
+        if isinstance(row[key], dict):
+            row[key] = json.dumps(row[key], sort_keys=True)
+    return {c: row[c] for c in SCHEMA}
+
+
+def results_dir() -> Path:
+    """Where results tables go: ``$UEX_RESULTS_DIR`` (set by the book runner), else ``book/results``."""
+    return Path(os.environ.get("UEX_RESULTS_DIR") or REPO_ROOT / "book" / "results")
+
+
+def write_results(rows: list[dict], experiment: str, profile: str) -> Path:
+    """Write ``rows`` (from :func:`result_row`) to ``<results_dir>/<experiment>_<profile>.csv`` atomically."""
+    frame = pd.DataFrame(rows, columns=list(SCHEMA))
+    if (frame.experiment != experiment).any() or (frame.profile != profile).any():
+        raise ValueError(f"every row must have experiment {experiment!r} and profile {profile!r}")
+    path = results_dir() / f"{experiment}_{profile}.csv"
+    write_csv(frame, path)
+    return path
