@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import os
+import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,10 +13,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def device_label(dev: torch.device) -> str:
-    """The CUDA device's name, or ``cpu (N threads)``."""
+    """The CUDA device's name, or the CPU as every uexlib provenance record names it."""
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    return f"cpu ({torch.get_num_threads()} threads)"
+    return f"cpu ({platform.processor() or 'x86_64'}, {torch.get_num_threads()} threads)"
 
 
 def now_utc() -> str:

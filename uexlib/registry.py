@@ -103,7 +103,7 @@ class Registry:
         for row in self.describe():
             lines.append(f"{row['name']}: {row['summary']}")
             shown = ", ".join(f"{k}={_show(v)}" for k, v in row["defaults"].items())
-            lines.append(f"    {shown}")
+            lines.append(f"    {shown or '(no parameters)'}")
         return "\n".join(lines) if lines else f"(no {self.kind} registered)"
 
 

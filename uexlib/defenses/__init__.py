@@ -41,5 +41,7 @@ class NoDefense(Defense):
     """Ordinary training (the ``defense=none`` rows of the results tables)."""
 
 
+from . import adversarial  # noqa: E402  (registers pgd-at, fgsm-at)
+
 __all__ = ["DEFENSES", "PURIFIERS", "Defense", "NoDefense", "Purifier", "StepContext", "create",
            "create_purifier", "names", "purifier_names"]
