@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The offline dataset copies beside the repository, when present; otherwise torchvision downloads.
 export UEX_DATA_ROOT ?= $(if $(wildcard ../shared/data/cifar10),$(abspath ../shared/data),)
 
-.PHONY: book test setup
+.PHONY: book test test-all setup
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt pyproject.toml
@@ -18,5 +18,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 book: setup
 	$(VENV)/bin/uex book --profile $(PROFILE)
 
+# CI's command: everything but the tests marked slow (CI must stay under 30 minutes).
 test: setup
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: setup
 	$(PY) -m pytest -q

@@ -53,15 +53,23 @@ def test_bad_arguments_are_named(name, kwargs, match):
         ue.defenses.create(name, **kwargs)
 
 
+BUDGET = dict(epochs=8, batch_size=64, lr=0.05, schedule="onecycle", progress=False, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def ordinary(cifar):
+    train_set, test_set = cifar
+    return ue.train(_model(), train_set, test_set, **BUDGET)
+
+
 @pytest.mark.science
 @pytest.mark.parametrize("name, kwargs", [("pgd-at", dict(eps=8 / 255, steps=5, step_size=2 / 255)),
                                           ("fgsm-at", dict(eps=8 / 255, random_start=True))])
-def test_adversarial_training_on_clean_data_is_more_robust(cifar, name, kwargs):
+def test_adversarial_training_on_clean_data_is_more_robust(cifar, ordinary, name, kwargs):
     """Madry et al.'s claim at small scale: 2,000 CIFAR-10 images, a small CNN, 8 epochs."""
     train_set, test_set = cifar
-    budget = dict(epochs=8, batch_size=64, lr=0.05, schedule="onecycle", progress=False, device="cpu")
-    plain = ue.train(_model(), train_set, test_set, **budget)
-    robust = ue.train(_model(), train_set, test_set, defense=ue.defenses.create(name, **kwargs), **budget)
+    plain = ordinary
+    robust = ue.train(_model(), train_set, test_set, defense=ue.defenses.create(name, **kwargs), **BUDGET)
     plain_robust, at_robust = _robust_acc(plain.model, test_set), _robust_acc(robust.model, test_set)
     print(f"{name}: clean {plain.test_acc:.1f} / {robust.test_acc:.1f} %, "
           f"PGD-10 8/255 robust {plain_robust:.1f} / {at_robust:.1f} % (ordinary / adversarial)")

@@ -33,7 +33,7 @@ def clean_acc(cifar):
 
 
 @pytest.mark.science
-@pytest.mark.parametrize("mode", ["samplewise", "classwise"])
+@pytest.mark.parametrize("mode", ["samplewise", pytest.param("classwise", marks=pytest.mark.slow)])
 def test_em_poison_scores_far_below_clean(cifar, clean_acc, mode):
     train_set, test_set = cifar
     poison = ue.generators.create("em", profile=LAB, mode=mode, progress=False).generate(train_set)
