@@ -50,14 +50,6 @@ def _seeded(args, params: dict) -> dict:
     return {"seed": args.seed, **params}
 
 
-def _load_poison(path: str, train_set):
-    from .artifacts import Poison
-
-    if not Path(path).is_file():
-        raise ValueError(f"--poison {path} does not exist")
-    return Poison.load(path, dataset=train_set)
-
-
 def _check_model(name: str | None) -> None:
     from . import models
 
@@ -65,25 +57,33 @@ def _check_model(name: str | None) -> None:
         raise ValueError(f"--model must be one of {', '.join(models.list_models())}; got {name!r}")
 
 
-def _report(args, history, train_set, extra: dict | None = None) -> None:
+def _train_and_report(args, defense=None, purifier=None) -> int:
+    """Train the profile's model (or ``--model``) on the clean set or ``--poison``, under ``defense``
+    or on the ``purifier``'s output; print and optionally save the history."""
+    from .artifacts import Poison
     from .results import provenance, write_csv
 
-    history = history.assign(**provenance(args.profile, args.seed), data=train_set.source, **(extra or {}))
-    print(history[["epoch", "train_acc", "test_acc"]].to_string(index=False))
-    if args.out:
-        write_csv(history, args.out)
-
-
-def cmd_train(args) -> int:
     _check_model(args.model)
     if args.poison and not Path(args.poison).is_file():
         raise ValueError(f"--poison {args.poison} does not exist")
     exp = _experiment(args)
-    train_set = _load_poison(args.poison, exp.train_set).as_dataset() if args.poison else exp.train_set
+    train_set = Poison.load(args.poison, dataset=exp.train_set).as_dataset() if args.poison else exp.train_set
+    if purifier is not None:
+        train_set = purifier.apply(train_set)
     overrides = {"epochs": args.epochs} if args.epochs else {}
-    result = exp.train(train_set, model=exp.model(args.model), checkpoint=args.checkpoint, **overrides)
-    _report(args, result.history, train_set)
+    if getattr(args, "checkpoint", None):
+        overrides["checkpoint"] = args.checkpoint
+    result = exp.train(train_set, defense=defense, model=exp.model(args.model), **overrides)
+    history = result.history.assign(**provenance(args.profile, args.seed), data=train_set.source,
+                                    defense=getattr(args, "method", None) or "none")
+    print(history[["epoch", "train_acc", "test_acc"]].to_string(index=False))
+    if args.out:
+        write_csv(history, args.out)
     return 0
+
+
+def cmd_train(args) -> int:
+    return _train_and_report(args)
 
 
 def cmd_poison(args) -> int:
@@ -128,17 +128,7 @@ def cmd_defend(args) -> int:
     else:
         raise ValueError(f"unknown defense {args.method!r}; available: "
                          f"{', '.join(defenses.names() + defenses.purifier_names())}")
-    _check_model(args.model)
-    if args.poison and not Path(args.poison).is_file():
-        raise ValueError(f"--poison {args.poison} does not exist")
-    exp = _experiment(args)
-    train_set = _load_poison(args.poison, exp.train_set).as_dataset() if args.poison else exp.train_set
-    if purifier is not None:
-        train_set = purifier.apply(train_set)
-    overrides = {"epochs": args.epochs} if args.epochs else {}
-    result = exp.train(train_set, defense=defense, model=exp.model(args.model), **overrides)
-    _report(args, result.history, train_set, {"defense": args.method})
-    return 0
+    return _train_and_report(args, defense, purifier)
 
 
 def cmd_run(args) -> int:

@@ -58,6 +58,12 @@ def check_float(name: str, value, low: float, high: float, low_open: bool = Fals
         raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value!r}{hint}")
 
 
+def check_eps(value, name: str = "eps", high: float = 1.0, allow_zero: bool = False) -> None:
+    """A radius on the [0, 1] pixel scale; a value in (1, 255] gets the hint "did you mean N/255?"."""
+    hint = f" (did you mean {value:g}/255?)" if high <= 1 and isinstance(value, (int, float)) and 1 < value <= 255 else ""
+    check_float(name, value, 0.0, high, low_open=not allow_zero, hint=hint)
+
+
 def check_choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")

@@ -136,12 +136,11 @@ class Trainer:
         with autocast(self.device):
             return self.step_model(x.contiguous(memory_format=torch.channels_last))
 
-    def _set_lr(self) -> float:
+    def _set_lr(self) -> None:
         factor = lr_multiplier(self.schedule, self.steps_done, self.total_steps, self.steps_per_epoch,
                                self.epochs, self.milestones, self.lr_decay)
         for group in self.optimizer.param_groups:
             group["lr"] = self.base_lr * factor * group["lr_factor"]
-        return self.base_lr * factor
 
     def step(self, x: torch.Tensor, y: torch.Tensor, epoch: int = 0,
              gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -162,15 +161,13 @@ class Trainer:
         return loss.detach(), logits.detach(), y
 
     def state_dict(self) -> dict:
+        # Each param group's lr_factor is saved and restored by the optimizer's own state_dict.
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "lr_factors": [g["lr_factor"] for g in self.optimizer.param_groups],
                 "steps_done": self.steps_done, "defense": self.defense.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        for group, factor in zip(self.optimizer.param_groups, state["lr_factors"]):
-            group["lr_factor"] = factor
         self.steps_done = state["steps_done"]
         self.defense.load_state_dict(state["defense"])
 

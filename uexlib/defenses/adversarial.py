@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..attacks import NORMS, pgd
-from ..runtime import check_choice, check_float, check_int
+from ..runtime import check_choice, check_eps, check_float, check_int
 from . import DEFENSES
 from .base import Defense, StepContext, cross_entropy
 
@@ -34,8 +34,7 @@ class _Adversarial(Defense):
 
 def _check_common(eps, norm, bn_mode) -> None:
     check_choice("norm", norm, NORMS)
-    hint = f" (did you mean {eps:g}/255?)" if norm == "linf" and isinstance(eps, (int, float)) and 1 < eps <= 255 else ""
-    check_float("eps", eps, 0.0, 1.0 if norm == "linf" else 3072.0, hint=hint)
+    check_eps(eps, high=1.0 if norm == "linf" else 3072.0, allow_zero=True)
     check_choice("bn_mode", bn_mode, BN_MODES)
 
 

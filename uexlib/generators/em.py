@@ -27,7 +27,7 @@ from .. import models
 from ..artifacts import Poison, check_budget
 from ..attacks import autocast, pgd, project
 from ..data import AUGMENTS, DeviceLoader, ImageDataset, augment
-from ..runtime import atomic_torch_save, check_choice, check_float, check_int, generator
+from ..runtime import atomic_torch_save, check_choice, check_eps, check_float, check_int, generator
 from ..runtime import device as pick_device
 from ..train import Trainer
 from . import register
@@ -35,11 +35,6 @@ from . import register
 MODES = ("samplewise", "classwise")
 LOOPS = ("alternate", "batchwise")
 BN_MODES = ("train", "eval")
-
-
-def check_eps(eps) -> None:
-    hint = f" (did you mean {eps:g}/255?)" if isinstance(eps, (int, float)) and 1 < eps <= 255 else ""
-    check_float("eps", eps, 0.0, 1.0, low_open=True, hint=hint)
 
 
 @register("em", "error-minimizing noise (Huang et al. 2021), thesis Alg. 1 or REM App. A.3.2")
