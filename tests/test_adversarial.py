@@ -74,3 +74,15 @@ def test_adversarial_training_on_clean_data_is_more_robust(cifar, ordinary, name
     print(f"{name}: clean {plain.test_acc:.1f} / {robust.test_acc:.1f} %, "
           f"PGD-10 8/255 robust {plain_robust:.1f} / {at_robust:.1f} % (ordinary / adversarial)")
     assert at_robust >= plain_robust + 8
+
+
+def test_profiles_fix_defense_settings_and_explicit_ones_win(tiny_set):
+    exp = ue.Experiment(profile=ue.profiles.get("smoke"), train_set=tiny_set, test_set=tiny_set, seed=0)
+    assert exp.defense("pgd-at").params["steps"] == ue.profiles.get("smoke").defenses["pgd-at"]["steps"]
+    assert exp.defense("pgd-at", steps=7).params["steps"] == 7
+    # The default step follows the steps: REM's eps/5 at 10 steps, 2 eps/steps otherwise.
+    assert exp.defense("pgd-at", eps=4 / 255, steps=4).params["step_size"] == pytest.approx(2 / 255)
+    bad = ue.Experiment(profile=ue.profiles.get("smoke", defenses={"pgd-at": {"rounds": 2}}), train_set=tiny_set,
+                        test_set=tiny_set, seed=0)
+    with pytest.raises(ValueError, match="profile 'smoke': defense 'pgd-at' takes no parameter 'rounds'"):
+        bad.defense("pgd-at")

@@ -35,6 +35,9 @@ def test_unknown_profile_is_rejected_by_the_parser():
 def test_parameter_values_parse_like_python():
     assert cli._params([["eps", "8/255"], ["mode", "classwise"], ["steps", "10"], ["types", "['a']"]]) == \
         {"eps": 8 / 255, "mode": "classwise", "steps": 10, "types": ["a"]}
+    # Lists with arithmetic (notebook radii); anything else stays a string, never runs.
+    assert cli._params([["at_radii", "[0, 2/255]"], ["x", "__import__('os')"], ["y", "1/0"]]) == \
+        {"at_radii": [0, 2 / 255], "x": "__import__('os')", "y": "1/0"}
 
 
 def test_lists_show_every_method_with_its_defaults(capsys):

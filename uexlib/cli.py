@@ -9,18 +9,27 @@ from pathlib import Path
 from . import profiles
 
 
+_ARITHMETIC = (ast.Expression, ast.Constant, ast.List, ast.Tuple, ast.BinOp, ast.UnaryOp, ast.Div, ast.Mult,
+               ast.Add, ast.Sub, ast.USub, ast.Load)
+
+
 def _value(text: str):
-    """``-p`` values as Python literals where they parse (8/255 too), else strings."""
+    """``-p`` values as Python literals where they parse, with arithmetic (``8/255``, ``[0, 2/255]``),
+    else strings."""
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        if "/" in text:
-            num, _, den = text.partition("/")
-            try:
-                return float(num) / float(den)
-            except ValueError:
-                pass
+        pass
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
         return text
+    if all(isinstance(node, _ARITHMETIC) for node in ast.walk(tree)):
+        try:
+            return eval(compile(tree, "<-p>", "eval"), {"__builtins__": {}})  # numbers and lists only
+        except (ArithmeticError, TypeError):
+            pass
+    return text
 
 
 def _params(pairs: list[list[str]] | None) -> dict:
@@ -122,7 +131,9 @@ def cmd_defend(args) -> int:
         raise ValueError("give a defense name or --list")
     params = _params(args.param)
     if args.method in defenses.DEFENSES:
-        defense, purifier = defenses.create(args.method, **params), None
+        # The profile's settings for the defense (e.g. lab's PGD steps), overridden by -p.
+        fixed = profiles.get(args.profile).defenses.get(args.method, {})
+        defense, purifier = defenses.create(args.method, **{**fixed, **params}), None
     elif args.method in defenses.PURIFIERS:
         defense, purifier = None, defenses.create_purifier(args.method, **params)
     else:

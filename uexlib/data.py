@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .color import color_gray, to_grayscale
 from .runtime import check_choice, check_float, check_int, generator
 
 NAMED = {
@@ -35,7 +37,7 @@ NAMED = {
     "fashion_mnist": "Fashion-MNIST",
 }
 SPLITS = ("train", "test")
-AUGMENTS = ("none", "crop_flip", "resized_crop_flip")
+AUGMENTS = ("none", "crop_flip", "resized_crop_flip", "crop_flip_color_gray")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -247,6 +249,12 @@ def _load_imagefolder(path: Path, split: str) -> ImageDataset:
                         name=path.name, split=split, source=path.name)
 
 
+def grayscale_set(dataset: ImageDataset) -> ImageDataset:
+    """The same images in grayscale (BT.601 luma, rounded to uint8) on every channel."""
+    gray = to_grayscale(dataset.images.float()).round().clamp(0, 255).to(torch.uint8)
+    return dataset.with_images(gray.contiguous(), source=f"{dataset.source}, grayscale")
+
+
 def mix_poison(clean: ImageDataset, poisoned: ImageDataset, ratio: float, variant: str = "mixed",
                seed: int = 0) -> ImageDataset:
     """Partial protection as in REM (Fu et al., ICLR 2022), Sec. 5.2 and Table 2.
@@ -274,7 +282,8 @@ def augment(x: torch.Tensor, kind: str, gen: torch.Generator, crop_padding_px: i
     ``crop_flip``: random crop after zero padding by ``crop_padding_px`` and horizontal flip (the
     CIFAR recipe), done as one gather whose result is already channels_last;
     ``resized_crop_flip``: random resized crop (area 8-100 %, aspect 3/4-4/3) and flip, for
-    large images (float input).
+    large images (float input); ``crop_flip_color_gray``: crop and flip, then the color jitter and
+    random grayscale of :func:`uexlib.color.color_gray` (float input).
     """
     if kind == "none":
         return x
@@ -292,6 +301,8 @@ def augment(x: torch.Tensor, kind: str, gen: torch.Generator, crop_padding_px: i
         cols = (dx[:, None] + torch.where(flip[:, None], columns.flip(0), columns))[:, None, :]
         # Advanced indexing puts the gathered (N, H, W) first and channels last: a channels_last view.
         return padded[torch.arange(n, device=dev)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
+    if kind == "crop_flip_color_gray":
+        return color_gray(augment(x, "crop_flip", gen, crop_padding_px), gen)
     if kind == "resized_crop_flip":
         area = torch.empty(n, device=dev).uniform_(0.08, 1.0, generator=gen)
         log_ratio = torch.empty(n, device=dev).uniform_(np.log(3 / 4), np.log(4 / 3), generator=gen)
@@ -333,6 +344,16 @@ class DeviceLoader:
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def endless(self, skip_batches: int = 0):
+        """Batches of successive epochs from epoch 0, skipping the first ``skip_batches``.
+
+        A run resumed after ``skip_batches`` steps sees the same batches as one never interrupted.
+        """
+        first_epoch, skip = divmod(skip_batches, len(self))
+        for epoch in itertools.count(first_epoch):
+            self.set_epoch(epoch)
+            yield from itertools.islice(self, skip if epoch == first_epoch else 0, None)
 
     def __iter__(self):
         gen = generator(self.seed * 1_000_003 + self.epoch, self.device)

@@ -15,8 +15,9 @@ import torch
 
 from . import generators, models, profiles
 from .data import ImageDataset, load_dataset
-from .defenses import Defense
+from .defenses import DEFENSES, Defense
 from .profiles import Profile
+from .registry import ParameterError
 from .runtime import check_int
 from .train import TrainResult, train
 
@@ -40,6 +41,15 @@ class Experiment:
     def generator(self, name: str, **params):
         """The generator ``name`` with this profile's surrogate and budget and this seed; ``params`` win."""
         return generators.create(name, profile=self.profile, **{"seed": self.seed, "device": self.device, **params})
+
+    def defense(self, name: str, **params) -> Defense:
+        """The training-time defense ``name`` with this profile's settings for it; ``params`` win."""
+        settings = dict(self.profile.defenses.get(name, {}))
+        try:
+            DEFENSES.check_params(name, settings)
+        except ParameterError as error:
+            raise ParameterError(f"profile {self.profile.name!r}: {error}") from None
+        return DEFENSES.create(name, **{**settings, **params})
 
     def budget(self, **overrides) -> dict:
         """Keyword arguments of :func:`uexlib.train` for this profile, with ``overrides``."""

@@ -47,3 +47,23 @@ def image_grid(rows: dict[str, torch.Tensor], columns: int = 8, noise_rows: tupl
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def accuracy_vs_radius(table: pd.DataFrame, title: str = ""):
+    """Clean test accuracy against the adversarial-training radius, one line per training set.
+
+    ``table`` has columns ``data`` (a label), ``radius_255`` (the radius in 1/255 units),
+    ``value`` (ours) and optionally ``paper_value`` (drawn dotted in the same colour).
+    """
+    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (label, rows), colour in zip(table.groupby("data", sort=False), colours):
+        rows = rows.sort_values("radius_255")
+        ax.plot(rows["radius_255"], rows["value"], "o-", color=colour, label=f"{label} (ours)")
+        if "paper_value" in rows and rows["paper_value"].notna().any():
+            ax.plot(rows["radius_255"], rows["paper_value"], ":", color=colour, label=f"{label} (paper)")
+    ax.set(xlabel="adversarial training radius (/255)", ylabel="clean test accuracy (%)", ylim=(0, 100), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig

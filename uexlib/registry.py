@@ -111,3 +111,25 @@ def _show(value) -> str:
     if isinstance(value, float) and 0 < value < 1 and abs(value * 255 - round(value * 255)) < 1e-9:
         return f"{round(value * 255)}/255"
     return repr(value)
+
+
+def with_defaults(base: type, **defaults) -> Callable[[type], type]:
+    """Class decorator: the decorated subclass of ``base`` is ``base`` with other default values.
+
+    The subclass's signature shows the new defaults, so registries list and check them exactly as
+    for ``base``; the subclass body holds only its docstring and class attributes.
+    """
+    signature = inspect.signature(base.__init__)
+    unknown = sorted(set(defaults) - set(signature.parameters))
+    if unknown:
+        raise TypeError(f"{base.__name__} has no parameters {unknown}")
+    params = [p.replace(default=defaults[p.name]) if p.name in defaults else p
+              for p in signature.parameters.values()]
+
+    def decorate(cls: type) -> type:
+        def __init__(self, **params):
+            base.__init__(self, **{**defaults, **params})
+        __init__.__signature__ = signature.replace(parameters=params)
+        cls.__init__ = __init__
+        return cls
+    return decorate

@@ -49,7 +49,8 @@ class PGDAdversarialTraining(_Adversarial):
             REM App. E: 50/255 or 100/255 for L2, 1000/255 or 3000/255 for L1). 0 is ordinary
             training.
         norm: ``"linf"``, ``"l2"`` or ``"l1"``.
-        steps: PGD steps (REM App. A.4: 10); step_size: default ``eps / 5`` (REM App. A.4, Table 5).
+        steps: PGD steps (REM App. A.4: 10); step_size: default ``2 * eps / steps``, which is
+            REM's ``eps / 5`` at 10 steps (App. A.4, Table 5) and still crosses the ball with fewer.
         random_start: start from a random point of the ball (Madry et al.).
         bn_mode: batch-norm statistics while attacking: ``"eval"`` (default: running statistics,
             so the attack does not disturb them) or ``"train"``.
@@ -62,7 +63,7 @@ class PGDAdversarialTraining(_Adversarial):
                  random_start: bool = True, bn_mode: str = "eval"):
         _check_common(eps, norm, bn_mode)
         check_int("steps", steps, low=1)
-        step_size = eps / 5 if step_size is None else step_size
+        step_size = 2 * eps / steps if step_size is None else step_size
         check_float("step_size", step_size, 0.0, float("inf"))
         self.params = {"eps": eps, "norm": norm, "steps": steps, "step_size": step_size,
                        "random_start": random_start, "bn_mode": bn_mode}
