@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import uexlib as ue
-from uexlib.attacks import pgd
+from uexlib.attacks import Evasion
 
 
 @pytest.fixture(scope="module")
@@ -17,12 +17,8 @@ def _model():
 
 
 def _robust_acc(model, test_set, eps=8 / 255):
-    x, y = test_set.images.float() / 255, test_set.labels
-    model.eval()
-    delta = pgd(model, x, y, eps=eps, steps=10, step_size=eps / 4, random_start=True,
-                generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        return 100.0 * (model(x + delta).argmax(1) == y).float().mean().item()
+    attack = Evasion("pgd", eps=eps, steps=10, step_size=eps / 4)
+    return ue.evaluate(model, test_set, device="cpu", attack=attack)["acc"]
 
 
 def test_zero_radius_is_ordinary_training(cifar):

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 import uexlib as ue
-from uexlib.attacks import NORMS, frozen, pgd, project, random_init
+from uexlib.attacks import NORMS, Evasion, frozen, pgd, project, random_init
 
 RADII = {"linf": 8 / 255, "l2": 0.5, "l1": 4.0}
 
@@ -148,3 +148,41 @@ def test_pgd_on_cuda_under_bf16_matches_the_budget():
     x, y = torch.rand(64, 3, 32, 32, device="cuda"), torch.randint(0, 10, (64,), device="cuda")
     delta = pgd(model, x, y, eps=8 / 255, steps=5, minimize=True)
     assert delta.abs().max() <= 8 / 255 + 1e-6 and delta.is_cuda
+
+
+def test_fgsm_evasion_is_one_full_step_from_the_clean_image(model, batch):
+    x, y = batch
+    delta = Evasion("fgsm", eps=4 / 255)(model, x, y)
+    inside = ((x + delta) > 0) & ((x + delta) < 1)       # away from the clip at the pixel range
+    assert torch.allclose(delta[inside].abs(), torch.full_like(delta[inside], 4 / 255))
+    assert _loss(model, x + delta, y) > _loss(model, x, y)
+
+
+def test_pgd_evasion_defaults_cross_the_ball_and_follow_the_seed(model, batch):
+    x, y = batch
+    attack = Evasion("pgd", eps=8 / 255, steps=4)
+    assert attack.settings()["step_size"] == pytest.approx(4 / 255)
+    first = attack(model, x, y, torch.Generator().manual_seed(1))
+    assert torch.equal(first, attack(model, x, y, torch.Generator().manual_seed(1)))
+    assert not torch.equal(first, attack(model, x, y, torch.Generator().manual_seed(2)))
+    assert _norms(first, "linf").max() <= 8 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(kind="cw", eps=0.1), "kind.*fgsm, pgd"),
+                                           (dict(kind="pgd", eps=0.0), "eps"),
+                                           (dict(kind="pgd", eps=0.1, steps=0), "steps")])
+def test_bad_evasions_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Evasion(**kwargs)
+
+
+def test_evaluate_under_attack_is_lower_and_leaves_the_clean_figure_alone(model, batch):
+    x, y = batch
+    data = ue.ImageDataset(images=(x * 255).round().to(torch.uint8), labels=y, classes=tuple("abcdefghij"),
+                           name="random", split="test", source="synthetic")
+    clean = ue.evaluate(model, data, device="cpu")
+    attacked = ue.evaluate(model, data, device="cpu", attack=Evasion("pgd", eps=8 / 255, steps=5))
+    assert attacked["loss"] > clean["loss"]
+    assert attacked["acc"] <= clean["acc"]
+    assert ue.evaluate(model, data, device="cpu") == clean
+    assert model.training is False

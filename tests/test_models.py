@@ -7,7 +7,7 @@ from uexlib.models import create, list_models
 
 # Small widths keep the big models (WRN-34-10, DenseNet-121) fast on CPU.
 TEST_WIDTH = 0.25
-SMALL_MODELS = {"cnn", "resnet18"}
+SMALL_MODELS = {"cnn", "convnet", "resnet18"}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -35,7 +35,7 @@ def _forward_with_input_grad(model: torch.nn.Module, x: torch.Tensor):
 def test_registry_lists_all_families():
     names = list_models()
     assert names == sorted(names)
-    expected = {"cnn", "densenet121", "mobilenetv2", "resnet18", "resnet50", "vgg16", "wrn28_10", "wrn34_10"}
+    expected = {"cnn", "convnet", "densenet121", "mobilenetv2", "resnet18", "resnet50", "vgg16", "wrn28_10", "wrn34_10"}
     assert expected <= set(names)
 
 
@@ -50,7 +50,7 @@ def test_forward_shape_and_input_gradient(name):
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", ["cnn", "resnet18"])
+@pytest.mark.parametrize("name", ["cnn", "convnet", "resnet18"])
 def test_single_channel_28x28(name):
     model = create(name, num_classes=10, in_channels=1, width=TEST_WIDTH)
     out, grad = _forward_with_input_grad(model, torch.rand(2, 1, 28, 28))
@@ -130,3 +130,12 @@ def test_invalid_arguments_raise_value_error(kwargs, parameter):
 def test_width_error_message_gives_range_and_value():
     with pytest.raises(ValueError, match=r"width must be in \(0, 8\], got 0"):
         create("cnn", width=0)
+
+
+def test_convnet_has_the_thesis_layers():
+    """Thesis Sec. 3.3.1: convolutions of 32 and 64 filters, a fully connected layer of 1024 units."""
+    model = create("convnet", num_classes=10, in_channels=1)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [c.out_channels for c in convs] == [32, 64]
+    assert [(m.in_features, m.out_features) for m in linears] == [(64 * 7 * 7, 1024), (1024, 10)]

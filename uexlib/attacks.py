@@ -21,6 +21,7 @@ restored afterwards, even after an exception.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -196,3 +197,55 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float,
                 db = project(xb, db.detach() + (-step_size if descend else step_size) * move, eps, norm)
             out.append(db.detach())
     return torch.cat(out) if out else torch.zeros_like(x)
+
+
+EVASIONS = ("fgsm", "pgd")
+
+
+@dataclass(frozen=True)
+class Evasion:
+    """A test-time attack on a trained model, for :func:`uexlib.evaluate` (``attack=``).
+
+    ``kind="fgsm"``: one signed-gradient step of size ``eps`` from the clean image (Goodfellow
+    et al., ICLR 2015; thesis eq. 2.9). ``kind="pgd"``: ``steps`` steps of ``step_size`` (default
+    ``2 * eps / steps``), from a random point of the ball when ``random_start`` (Madry et al.,
+    ICLR 2018; thesis eq. 2.10: MNIST 10 steps of 0.01, CIFAR-10 20 steps of eps/10).
+
+    Example:
+        >>> ue.evaluate(model, test_set, attack=Evasion("pgd", eps=8/255, steps=20, step_size=0.8/255))
+    """
+
+    kind: str
+    eps: float
+    steps: int = 10
+    step_size: float | None = None
+    random_start: bool = True
+    norm: str = "linf"
+
+    def __post_init__(self):
+        check_choice("kind", self.kind, EVASIONS)
+        check_choice("norm", self.norm, NORMS)
+        check_float("eps", self.eps, 0.0, float("inf"), low_open=True)
+        check_int("steps", self.steps, low=1)
+        if self.step_size is not None:
+            check_float("step_size", self.step_size, 0.0, float("inf"), low_open=True)
+
+    def describe(self) -> str:
+        if self.kind == "fgsm":
+            return f"FGSM eps {self.eps:.4g}"
+        start = "random start, " if self.random_start else ""
+        return f"PGD eps {self.eps:.4g} ({self.norm}), {start}{self.steps} steps of {self.settings()['step_size']:.4g}"
+
+    def settings(self) -> dict:
+        """Keyword arguments of :func:`pgd` that make this attack."""
+        if self.kind == "fgsm":
+            return {"eps": self.eps, "norm": self.norm, "steps": 1, "step_size": self.eps, "random_start": False}
+        step_size = 2 * self.eps / self.steps if self.step_size is None else self.step_size
+        return {"eps": self.eps, "norm": self.norm, "steps": self.steps, "step_size": step_size,
+                "random_start": self.random_start}
+
+    def __call__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """The perturbation of ``x`` (labels ``y``); the model's mode is the caller's."""
+        with torch.enable_grad():
+            return pgd(model, x, y, generator=generator, **self.settings())

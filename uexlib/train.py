@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .attacks import autocast
+from .attacks import Evasion, autocast
 from .data import AUGMENTS, DeviceLoader, ImageDataset
 from .defenses import Defense, NoDefense, StepContext
 from .runtime import atomic_torch_save, check_choice, check_float, check_int, generator
@@ -44,11 +44,13 @@ class TrainResult:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: ImageDataset | DeviceLoader, batch_size: int = 1000,
-             device: str | torch.device = "auto") -> dict:
+             device: str | torch.device = "auto", attack: Evasion | None = None, seed: int = 0) -> dict:
     """Accuracy (%) and mean cross-entropy of ``model`` on ``data``, no augmentation, eval mode.
 
     ``data`` is a dataset, or an unshuffled :class:`DeviceLoader` already on the device (so
-    repeated evaluations do not copy the data again).
+    repeated evaluations do not copy the data again). With ``attack`` (an
+    :class:`~uexlib.attacks.Evasion`), every batch is first perturbed by it against the model in
+    eval mode, random starts drawn from ``seed``: the robust accuracy and loss.
     """
     if isinstance(data, ImageDataset):
         dev = pick_device(device) if isinstance(device, str) else device
@@ -56,9 +58,12 @@ def evaluate(model: torch.nn.Module, data: ImageDataset | DeviceLoader, batch_si
     dev = data.device
     was_training = model.training
     model.eval()
+    gen = generator(seed, dev) if attack is not None else None
     loss_sum = torch.zeros((), device=dev)
     correct = torch.zeros((), device=dev, dtype=torch.long)
     for x, y, _ in data:
+        if attack is not None:
+            x = x + attack(model, x, y, gen)
         with autocast(dev):
             logits = model(x.contiguous(memory_format=torch.channels_last))
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")

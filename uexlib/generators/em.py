@@ -18,23 +18,21 @@ from __future__ import annotations
 
 import itertools
 import time
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .. import models
 from ..artifacts import Poison, check_budget
 from ..attacks import autocast, pgd, project
 from ..data import AUGMENTS, DeviceLoader, ImageDataset, augment, grayscale_set
-from ..runtime import atomic_torch_save, check_choice, check_eps, check_float, check_int, generator
+from ..runtime import check_choice, check_eps, check_float, check_int, generator
 from ..runtime import device as pick_device
 from ..train import Trainer
 from . import register
+from .surrogate import Checkpoint, check_surrogate, surrogate_trainer
 
 MODES = ("samplewise", "classwise")
 LOOPS = ("alternate", "batchwise")
-BN_MODES = ("train", "eval")
 
 
 @register("em", "error-minimizing noise (Huang et al. 2021), thesis Alg. 1 or REM App. A.3.2")
@@ -107,17 +105,12 @@ class ErrorMinimizing:
         check_float("stop_error", stop_error, 0.0, 1.0)
         check_int("max_rounds", max_rounds, low=1)
         check_int("iterations", iterations, low=1)
-        check_choice("bn_mode", bn_mode, BN_MODES)
         check_choice("augment", augment, AUGMENTS)
         check_choice("grayscale", grayscale, (False, True))
-        check_choice("surrogate", surrogate, models.list_models())
-        check_int("batch_size", batch_size, low=1)
-        pgd_batch_size = batch_size if pgd_batch_size is None else pgd_batch_size
-        check_int("pgd_batch_size", pgd_batch_size, low=1)
-        check_float("lr", lr, 0.0, 10.0, low_open=True)
-        check_int("seed", seed, low=0)
-        check_int("checkpoint_every", checkpoint_every, low=1)
-        self.checkpoint_every = checkpoint_every
+        pgd_batch_size = check_surrogate(surrogate=surrogate, bn_mode=bn_mode, batch_size=batch_size,
+                                         pgd_batch_size=pgd_batch_size, lr=lr, seed=seed,
+                                         checkpoint_every=checkpoint_every)
+        self.checkpoint, self.checkpoint_every = Checkpoint(checkpoint, "EM"), checkpoint_every
         self.params = {"eps": eps, "mode": mode, "loop": loop, "steps": steps, "step_size": step_size,
                        "train_steps": train_steps, "stop_error": stop_error, "max_rounds": max_rounds,
                        "iterations": iterations, "milestones_iter": list(milestones_iter), "bn_mode": bn_mode,
@@ -125,7 +118,7 @@ class ErrorMinimizing:
                        "surrogate_width": surrogate_width,
                        "batch_size": batch_size, "pgd_batch_size": pgd_batch_size, "lr": lr,
                        "momentum": momentum, "weight_decay": weight_decay, "seed": seed}
-        self.device, self.checkpoint, self.progress = pick_device(device), checkpoint, progress
+        self.device, self.progress = pick_device(device), progress
 
     # The budget of either loop may grow between a run and its resumption.
     _BUDGET = ("max_rounds", "stop_error")
@@ -133,30 +126,20 @@ class ErrorMinimizing:
     def generate(self, dataset: ImageDataset) -> Poison:
         """Return a new :class:`Poison` for ``dataset``; ``dataset`` is not modified."""
         p, dev = self.params, self.device
-        check_int("batch_size", p["batch_size"], low=1, high=len(dataset))
         color = dataset
         if p["grayscale"]:
             dataset = grayscale_set(dataset)
         started = time.perf_counter()
-        torch.manual_seed(p["seed"])
-        model = models.create(p["surrogate"], dataset.num_classes, dataset.shape[0], p["surrogate_width"])
         alternate = p["loop"] == "alternate"
-        trainer = Trainer(model, total_steps=p["iterations"] if not alternate else 1, lr=p["lr"],
-                          momentum=p["momentum"], weight_decay=p["weight_decay"],
-                          schedule="constant" if alternate else "multistep",
-                          milestones_iter=p["milestones_iter"], device=dev)
+        trainer = surrogate_trainer(p, dataset, dev, total_steps=1 if alternate else p["iterations"],
+                                    schedule="constant" if alternate else "multistep")
         count = dataset.num_classes if p["mode"] == "classwise" else len(dataset)
         # Alg. 1 line 1: delta ~ Uniform(-eps, eps).
         delta = (torch.rand((count, *dataset.shape), device=dev, generator=generator(p["seed"], dev)) * 2 - 1) \
             * p["eps"]
         state = {"delta": delta, "done": 0, "history": [], "aug_gen": None}
         key = {"params": {k: v for k, v in p.items() if k not in self._BUDGET}, "dataset": dataset.fingerprint()}
-        if self.checkpoint and Path(self.checkpoint).is_file():
-            saved = torch.load(self.checkpoint, map_location=dev, weights_only=False)
-            if saved["key"] != key:
-                raise ValueError(f"checkpoint {self.checkpoint} belongs to another EM run; delete it or pass another path")
-            trainer.load_state_dict(saved["trainer"])
-            state = saved["state"]
+        state = self.checkpoint.load(trainer, key) or state
 
         train_loader = DeviceLoader(dataset, p["batch_size"], dev, shuffle=True, seed=p["seed"], drop_last=True)
         ordered = DeviceLoader(dataset, p["pgd_batch_size"], dev, shuffle=False)
@@ -176,9 +159,6 @@ class ErrorMinimizing:
                     "wall_s": time.perf_counter() - started, "device": str(dev)}
         return Poison.from_perturbation(color, delta, metadata)
 
-    def _save(self, trainer: Trainer, state: dict, key: dict) -> None:
-        if self.checkpoint:
-            atomic_torch_save({"key": key, "trainer": trainer.state_dict(), "state": state}, self.checkpoint)
 
     def _alternate(self, trainer: Trainer, train_loader: DeviceLoader, ordered: DeviceLoader, state: dict,
                    key: dict) -> None:
@@ -201,7 +181,7 @@ class ErrorMinimizing:
                                      "wall_s": time.perf_counter() - round_started})
             state["done"] = rnd + 1
             rounds.set_postfix(train_error=f"{error:.3f}")
-            self._save(trainer, state, key)
+            self.checkpoint.save(trainer, state, key)
 
     def _batchwise(self, trainer: Trainer, train_loader: DeviceLoader, ordered: DeviceLoader, state: dict,
                    key: dict) -> None:
@@ -227,7 +207,7 @@ class ErrorMinimizing:
             state["done"] = it + 1
             if state["done"] % self.checkpoint_every == 0 or state["done"] == p["iterations"]:
                 state["aug_gen"] = gen.get_state()
-                self._save(trainer, state, key)
+                self.checkpoint.save(trainer, state, key)
         # "The error-minimizing noise is then generated with the trained noise generator": the
         # final pass starts from zero noise (the paper does not say where it starts), so the
         # published noise depends on the trained surrogate alone.

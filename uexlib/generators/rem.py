@@ -22,23 +22,21 @@ hook transforms the batch and adds the inner perturbation; the surrogate's steps
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .. import models
 from ..artifacts import Poison, check_budget
 from ..attacks import pgd, project
 from ..data import AUGMENTS, DeviceLoader, ImageDataset, augment
 from ..registry import with_defaults
-from ..runtime import atomic_torch_save, check_choice, check_eps, check_float, check_int, generator
+from ..runtime import check_choice, check_eps, check_float, check_int, generator
 from ..runtime import device as pick_device
 from ..train import Trainer
 from . import register
+from .surrogate import Checkpoint, check_surrogate, surrogate_trainer
 
 PERTURBATIONS = ("adversarial", "random", "none")
-BN_MODES = ("train", "eval")
 
 
 @register("rem", "robust error-minimizing noise (Fu et al. 2022), Alg. 1 with EOT")
@@ -109,14 +107,9 @@ class RobustErrorMinimizing:
         check_choice("noise_perturbation", noise_perturbation, PERTURBATIONS)
         check_choice("surrogate_perturbation", surrogate_perturbation, PERTURBATIONS)
         check_int("iterations", iterations, low=1)
-        check_choice("bn_mode", bn_mode, BN_MODES)
-        check_choice("surrogate", surrogate, models.list_models())
-        check_int("batch_size", batch_size, low=1)
-        pgd_batch_size = batch_size if pgd_batch_size is None else pgd_batch_size
-        check_int("pgd_batch_size", pgd_batch_size, low=1)
-        check_float("lr", lr, 0.0, 10.0, low_open=True)
-        check_int("seed", seed, low=0)
-        check_int("checkpoint_every", checkpoint_every, low=1)
+        pgd_batch_size = check_surrogate(surrogate=surrogate, bn_mode=bn_mode, batch_size=batch_size,
+                                         pgd_batch_size=pgd_batch_size, lr=lr, seed=seed,
+                                         checkpoint_every=checkpoint_every)
         self.params = {"eps": eps, "eps_adv": eps_adv, "steps": steps, "step_size": step_size,
                        "adv_steps": adv_steps, "adv_step_size": adv_step_size, "eot_samples": eot_samples,
                        "transform": transform, "noise_perturbation": noise_perturbation,
@@ -125,28 +118,17 @@ class RobustErrorMinimizing:
                        "surrogate_width": surrogate_width, "batch_size": batch_size,
                        "pgd_batch_size": pgd_batch_size, "lr": lr, "momentum": momentum,
                        "weight_decay": weight_decay, "seed": seed}
-        self.device, self.checkpoint, self.progress = pick_device(device), checkpoint, progress
-        self.checkpoint_every = checkpoint_every
+        self.device, self.progress = pick_device(device), progress
+        self.checkpoint, self.checkpoint_every = Checkpoint(checkpoint, self.method), checkpoint_every
 
     def generate(self, dataset: ImageDataset) -> Poison:
         """Train the surrogate (Alg. 1), regenerate every image's noise; ``dataset`` is not modified."""
         p, dev = self.params, self.device
-        check_int("batch_size", p["batch_size"], low=1, high=len(dataset))
         started = time.perf_counter()
-        torch.manual_seed(p["seed"])
-        model = models.create(p["surrogate"], dataset.num_classes, dataset.shape[0], p["surrogate_width"])
-        trainer = Trainer(model, total_steps=p["iterations"], lr=p["lr"], momentum=p["momentum"],
-                          weight_decay=p["weight_decay"], schedule="multistep",
-                          milestones_iter=p["milestones_iter"], device=dev)
+        trainer = surrogate_trainer(p, dataset, dev, total_steps=p["iterations"], schedule="multistep")
         state = {"done": 0, "regenerated": 0, "delta": None, "history": []}
         key = {"method": self.method, "params": p, "dataset": dataset.fingerprint()}
-        if self.checkpoint and Path(self.checkpoint).is_file():
-            saved = torch.load(self.checkpoint, map_location=dev, weights_only=False)
-            if saved["key"] != key:
-                raise ValueError(f"checkpoint {self.checkpoint} belongs to another {self.method} run; "
-                                 "delete it or pass another path")
-            trainer.load_state_dict(saved["trainer"])
-            state = saved["state"]
+        state = self.checkpoint.load(trainer, key) or state
 
         self._train_surrogate(trainer, dataset, state, key)
         delta = self._regenerate(trainer, dataset, state, key).cpu()
@@ -187,7 +169,7 @@ class RobustErrorMinimizing:
                 loss_sum.zero_()
                 correct.zero_()
                 seen = 0
-                self._save(trainer, state, key)
+                self.checkpoint.save(trainer, state, key)
 
     def _regenerate(self, trainer: Trainer, dataset: ImageDataset, state: dict, key: dict) -> torch.Tensor:
         """The published noise: the inner problem of eq. 5 solved for every image, in order."""
@@ -205,7 +187,7 @@ class RobustErrorMinimizing:
             state["regenerated"] = b + 1
             bar.update()
             if state["regenerated"] % self.checkpoint_every == 0:
-                self._save(trainer, state, key)
+                self.checkpoint.save(trainer, state, key)
         bar.close()
         return state["delta"]
 
@@ -241,9 +223,6 @@ class RobustErrorMinimizing:
         return pgd(model, moved, y, eps=p["eps_adv"], steps=p["adv_steps"], step_size=p["adv_step_size"],
                    random_start=True, generator=gen)
 
-    def _save(self, trainer: Trainer, state: dict, key: dict) -> None:
-        if self.checkpoint:
-            atomic_torch_save({"key": key, "trainer": trainer.state_dict(), "state": state}, self.checkpoint)
 
 
 @register("rem-t", "REM with color jitter and grayscale in its EOT (ST paper, App. C.1, eq. 8)")

@@ -49,4 +49,4 @@ def create(name: str, num_classes: int = 10, in_channels: int = 3, width: float 
 
 
 # Imported last so that each family module can use ``register`` on import.
-from . import cnn, densenet, mobilenet, resnet, vgg, wrn  # noqa: E402,F401
+from . import cnn, convnet, densenet, mobilenet, resnet, vgg, wrn  # noqa: E402,F401
