@@ -64,7 +64,7 @@ def test_perturbation_after_the_transformation(tiny_set, kind):
     torch.manual_seed(0)
     model = ue.models.create("cnn", 4, 3, 0.25).eval()
     x, y = tiny_set.images.float() / 255, tiny_set.labels
-    delta = gen._perturbation(model, x, y, kind, torch.Generator().manual_seed(0))
+    delta = gen.perturbation(model, x, y, kind, torch.Generator().manual_seed(0))
     assert delta.abs().max() <= 4 / 255 + 1e-6 and ((x + delta) >= 0).all() and ((x + delta) <= 1).all()
     assert not delta.requires_grad
     if kind == "none":
@@ -73,7 +73,7 @@ def test_perturbation_after_the_transformation(tiny_set, kind):
         assert delta.abs().max() > 2 / 255
     if kind == "adversarial":  # PGD's maximizer raises the loss above a random point's
         loss = torch.nn.functional.cross_entropy
-        random = gen._perturbation(model, x, y, "random", torch.Generator().manual_seed(0))
+        random = gen.perturbation(model, x, y, "random", torch.Generator().manual_seed(0))
         with torch.no_grad():
             assert loss(model(x + delta), y) > loss(model(x + random), y)
 
@@ -90,7 +90,7 @@ def test_resume_from_checkpoint_gives_the_same_poison(tiny_set, tmp_path, monkey
     full = ue.generators.create("sem", **settings).generate(tiny_set)
     ckpt = str(tmp_path / "sem.pt")
     calls = {"n": 0}
-    original = RobustErrorMinimizing._noise
+    original = RobustErrorMinimizing.noise
 
     def interrupt(self, *args, **kwargs):  # 5 training batches, then stop inside the regeneration
         calls["n"] += 1
@@ -99,7 +99,7 @@ def test_resume_from_checkpoint_gives_the_same_poison(tiny_set, tmp_path, monkey
         return original(self, *args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(RobustErrorMinimizing, "_noise", interrupt)
+        patch.setattr(RobustErrorMinimizing, "noise", interrupt)
         with pytest.raises(KeyboardInterrupt):
             ue.generators.create("sem", checkpoint=ckpt, **settings).generate(tiny_set)
     state = torch.load(ckpt, weights_only=False)["state"]

@@ -67,3 +67,23 @@ def accuracy_vs_radius(table: pd.DataFrame, title: str = ""):
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
+
+
+def correlations(table: pd.DataFrame, x_columns: dict[str, str], y: str, y_label: str, title: str = ""):
+    """One scatter panel per column of ``x_columns`` ({column: axis label}) against ``y``.
+
+    Each point is labelled by the ``label`` column; each panel's title gives Pearson's r (SEM Fig. 3).
+    """
+    fig, axes = plt.subplots(1, len(x_columns), figsize=(4.2 * len(x_columns), 3.6), squeeze=False)
+    for ax, (column, label) in zip(axes[0], x_columns.items()):
+        ax.scatter(table[column], table[y])
+        for _, row in table.iterrows():
+            ax.annotate(str(row["label"]), (row[column], row[y]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        r = table[column].corr(table[y]) if len(table) > 2 else float("nan")
+        ax.set(xlabel=label, ylabel=y_label, title=f"Pearson r = {r:.2f}")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

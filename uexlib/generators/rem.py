@@ -76,6 +76,10 @@ class RobustErrorMinimizing:
         checkpoint, checkpoint_every: optional path; state is saved every ``checkpoint_every``
             iterations (and regeneration batches) and a rerun with the same settings resumes.
 
+    After :meth:`generate`, ``surrogate`` holds the trained surrogate (SEM's robustness measures,
+    :mod:`uexlib.generators.robustness`, take it); :meth:`noise` and :meth:`perturbation` are the
+    two halves of the inner problem, public for the same measures.
+
     Each noise is initialized uniformly in the ball (Alg. 1 line 8 says "initialize"; SEM's
     Alg. 1 says "randomly initialize"), both for every training batch and in the regeneration.
 
@@ -120,6 +124,7 @@ class RobustErrorMinimizing:
                        "weight_decay": weight_decay, "seed": seed}
         self.device, self.progress = pick_device(device), progress
         self.checkpoint, self.checkpoint_every = Checkpoint(checkpoint, self.method), checkpoint_every
+        self.surrogate: torch.nn.Module | None = None
 
     def generate(self, dataset: ImageDataset) -> Poison:
         """Train the surrogate (Alg. 1), regenerate every image's noise; ``dataset`` is not modified."""
@@ -132,6 +137,7 @@ class RobustErrorMinimizing:
 
         self._train_surrogate(trainer, dataset, state, key)
         delta = self._regenerate(trainer, dataset, state, key).cpu()
+        self.surrogate = trainer.model
         check_budget(delta, "linf", p["eps"])
         metadata = {"method": self.method, "params": p, "norm": "linf", "radius": p["eps"], "seed": p["seed"],
                     "surrogate": f"{p['surrogate']} (width {p['surrogate_width']})", "history": state["history"],
@@ -154,9 +160,9 @@ class RobustErrorMinimizing:
             x, y, _ = next(batches)
             # One generator per iteration: a resumed run draws exactly what an uninterrupted one did.
             gen = generator(p["seed"] * 1_000_003 + it + 1, trainer.device)
-            delta = self._noise(model, x, y, gen)                                 # lines 8-16
+            delta = self.noise(model, x, y, gen)                                 # lines 8-16
             moved = augment(x + delta, p["transform"], gen)                       # line 17
-            poisoned = moved + self._perturbation(model, moved, y, p["surrogate_perturbation"], gen)  # 18
+            poisoned = moved + self.perturbation(model, moved, y, p["surrogate_perturbation"], gen)  # 18
             loss, logits, labels = trainer.step(poisoned, y)                      # line 19
             loss_sum += loss * len(y)
             correct += (logits.argmax(1) == labels).sum()
@@ -183,7 +189,7 @@ class RobustErrorMinimizing:
             if b < state["regenerated"]:
                 continue
             gen = generator(p["seed"] * 1_000_003 + p["iterations"] + b + 1, dev)
-            state["delta"][rows] = self._noise(trainer.model, x, y, gen)
+            state["delta"][rows] = self.noise(trainer.model, x, y, gen)
             state["regenerated"] = b + 1
             bar.update()
             if state["regenerated"] % self.checkpoint_every == 0:
@@ -191,24 +197,28 @@ class RobustErrorMinimizing:
         bar.close()
         return state["delta"]
 
-    def _noise(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def noise(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
+              perturbation: str | None = None) -> torch.Tensor:
         """K_u signed steps on the EOT-averaged loss (Alg. 1 lines 8-16); returns the batch's noise.
 
-        Leaves ``model`` in the ``bn_mode`` it ran in, for the surrogate's perturbation (line 18).
+        ``perturbation`` overrides ``noise_perturbation`` (SEM's R_theta always uses
+        ``"adversarial"``). Leaves ``model`` in the ``bn_mode`` it ran in, for the surrogate's
+        perturbation (line 18).
         """
         p = self.params
+        kind = p["noise_perturbation"] if perturbation is None else perturbation
         labels = y.repeat(p["eot_samples"])
 
         def transform(batch: torch.Tensor, g: torch.Generator) -> torch.Tensor:
             moved = augment(batch, p["transform"], g)
-            return moved + self._perturbation(model, moved, labels, p["noise_perturbation"], g)
+            return moved + self.perturbation(model, moved, labels, kind, g)
 
         model.train(p["bn_mode"] == "train")
         return pgd(model, x, y, eps=p["eps"], steps=p["steps"], step_size=p["step_size"], minimize=True,
                    random_start=True, eot=transform, eot_samples=p["eot_samples"], generator=gen)
 
-    def _perturbation(self, model: torch.nn.Module, moved: torch.Tensor, y: torch.Tensor, kind: str,
-                      gen: torch.Generator) -> torch.Tensor:
+    def perturbation(self, model: torch.nn.Module, moved: torch.Tensor, y: torch.Tensor, kind: str,
+                     gen: torch.Generator) -> torch.Tensor:
         """The perturbation added after the transformation: PGD's maximizer, uniform noise or zero.
 
         It is a constant for the gradient: the gradient of the max is taken at its maximizer.
