@@ -41,6 +41,8 @@ def test_listing_shows_every_entry_with_its_defaults():
     for row in generators.GENERATORS.describe():
         assert f"{row['name']}: " in text
     assert "eps=8/255" in text and "mode='samplewise'" in text
+    # Only radii and step sizes are shown in 1/255 units; 0.8 is a probability, not 204/255.
+    assert "jitter_p=0.8" in ue.defenses.DEFENSES.format_list()
 
 
 def test_a_registry_refuses_duplicates_and_can_unregister():

@@ -102,13 +102,15 @@ class Registry:
         lines = []
         for row in self.describe():
             lines.append(f"{row['name']}: {row['summary']}")
-            shown = ", ".join(f"{k}={_show(v)}" for k, v in row["defaults"].items())
+            shown = ", ".join(f"{k}={_show(k, v)}" for k, v in row["defaults"].items())
             lines.append(f"    {shown or '(no parameters)'}")
         return "\n".join(lines) if lines else f"(no {self.kind} registered)"
 
 
-def _show(value) -> str:
-    if isinstance(value, float) and 0 < value < 1 and abs(value * 255 - round(value * 255)) < 1e-9:
+def _show(key: str, value) -> str:
+    """A default as written: radii and step sizes (``eps*``, ``*step_size``) in 1/255 units when whole."""
+    pixel_scale = key.startswith("eps") or key.endswith("step_size")
+    if pixel_scale and isinstance(value, float) and 0 < value < 1 and abs(value * 255 - round(value * 255)) < 1e-9:
         return f"{round(value * 255)}/255"
     return repr(value)
 

@@ -41,7 +41,8 @@ class NoDefense(Defense):
     """Ordinary training (the ``defense=none`` rows of the results tables)."""
 
 
-from . import adversarial  # noqa: E402  (registers pgd-at, fgsm-at)
+# noqa below: each module registers its defenses or purifiers on import.
+from . import adversarial, bdr, blur, cg, coarse_dropout, cutout, gaussian_noise, grayscale, iss, jpeg, lowpass, mix  # noqa: E402,F401,E501
 
 __all__ = ["DEFENSES", "PURIFIERS", "Defense", "NoDefense", "Purifier", "StepContext", "create",
            "create_purifier", "names", "purifier_names"]

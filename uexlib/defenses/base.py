@@ -104,3 +104,16 @@ class Purifier:
 
     def key(self) -> dict:
         return {"purifier": type(self).__name__, "params": dict(self.params)}
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] to uint8, rounded to the nearest level."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def map_images(images: torch.Tensor, fn, chunk: int = 4096) -> torch.Tensor:
+    """``fn`` (float batch in [0, 1] -> float batch) over uint8 ``images``, in chunks; uint8 out."""
+    out = torch.empty_like(images)
+    for start in range(0, len(images), chunk):
+        out[start:start + chunk] = to_uint8(fn(images[start:start + chunk].float() / 255))
+    return out

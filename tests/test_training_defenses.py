@@ -1,0 +1,105 @@
+"""Training-time augmentation defenses: each checked on constructed batches, then run in the trainer."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import uexlib as ue
+from uexlib.defenses import create
+from uexlib.defenses.base import StepContext
+from uexlib.defenses.coarse_dropout import dropout_mask
+from uexlib.defenses.cutout import cutout_mask
+
+AUGMENTATIONS = ["cutout", "mixup", "cutmix", "cg", "gaussian-noise", "coarse-dropout", "median-blur",
+                 "gaussian-filter"]
+
+
+class _Trainer:
+    """What a StepContext needs of a trainer: the model and its forward."""
+
+    def __init__(self, model):
+        self.step_model = model
+
+    def forward(self, x):
+        return self.step_model(x)
+
+
+def _ctx(model=None, seed=0):
+    return StepContext(_Trainer(model), epoch=0, step=0, generator=torch.Generator().manual_seed(seed))
+
+
+def test_a_cutout_square_has_the_set_size_inside_the_image_and_is_clipped_at_borders():
+    mask = cutout_mask(500, 32, 32, 16, torch.Generator().manual_seed(0), torch.device("cpu"))
+    cut = (mask == 0).sum(dim=(1, 2, 3))
+    assert cut.max() == 16 * 16 and cut.min() >= 8 * 8        # a centre in a corner keeps a quarter
+    assert (cut == 256).float().mean() > 0.2                    # centres in [8, 24)^2 cut the full square
+    x = torch.rand(4, 3, 32, 32)
+    out, y = create("cutout", size=8).transform(x, torch.arange(4), _ctx())
+    assert torch.equal(y, torch.arange(4)) and ((out == 0) | (out == x)).all()
+
+
+def test_coarse_dropout_zeroes_exactly_one_channel_of_each_dropped_block():
+    mask = dropout_mask((50, 3, 32, 32), grid=3, p=1.0, gen=torch.Generator().manual_seed(0),
+                        device=torch.device("cpu"))
+    assert ((1 - mask).sum(1) == 1).all()                       # p = 1: one channel per pixel, always
+    blocks = (torch.arange(32) * 3 // 32)
+    for row in range(3):                                        # one channel per block: constant on it
+        for col in range(3):
+            block = mask[:, :, blocks == row][:, :, :, blocks == col]
+            assert (block == block[:, :, :1, :1]).all()
+    none = dropout_mask((50, 3, 32, 32), grid=4, p=0.0, gen=None, device=torch.device("cpu"))
+    assert none.eq(1).all()
+
+
+def test_mixup_weights_sum_to_one_and_cutmix_lam_is_the_kept_share():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 4))
+    x = torch.rand(1, 3, 8, 8).expand(6, -1, -1, -1)
+    y = torch.full((6,), 2)
+    for name in ("mixup", "cutmix"):                            # equal images and labels: plain cross-entropy
+        loss, logits = create(name).loss(x, y, _ctx(model))
+        assert torch.allclose(loss, F.cross_entropy(model(x), y))
+    cutmix = create("cutmix")
+    zeros, ones = torch.zeros(2, 3, 32, 32), torch.ones(2, 3, 32, 32)
+    for seed in range(20):
+        mixed, lam = cutmix.mix(zeros, ones, 0.6, torch.Generator().manual_seed(seed))
+        assert mixed.mean().item() == pytest.approx(1 - lam)
+    blend, lam = create("mixup").mix(zeros, ones, 0.3, None)
+    assert lam == 0.3 and torch.allclose(blend, torch.full_like(blend, 0.7))
+
+
+def test_gaussian_noise_has_its_sigma_and_the_grayscale_variant_is_gray():
+    x = torch.full((8, 3, 32, 32), 0.5)
+    out, _ = create("gaussian-noise", sigma=0.05).transform(x, torch.zeros(8), _ctx())
+    assert (out - x).std().item() == pytest.approx(0.05, rel=0.05)
+    gray, _ = create("gaussian-noise", sigma=0.1, grayscale=True).transform(x, torch.zeros(8), _ctx())
+    assert torch.equal(gray[:, 0], gray[:, 1]) and torch.equal(gray[:, 1], gray[:, 2])
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_blurs_spread_a_bright_pixel_or_remove_it():
+    dot = torch.zeros(1, 3, 9, 9)
+    dot[..., 4, 4] = 1.0
+    assert create("median-blur").transform(dot, None, _ctx())[0].eq(0).all()
+    blurred = create("gaussian-filter").transform(dot, None, _ctx())[0]
+    assert blurred.sum().item() == pytest.approx(3.0, rel=0.02) and blurred[0, 0, 4, 4] < 0.2
+
+
+@pytest.mark.parametrize("name", AUGMENTATIONS)
+def test_each_augmentation_trains_reproducibly(tiny_set, name):
+    kwargs = dict(iterations=3, batch_size=16, lr=0.05, schedule="constant", progress=False, device="cpu", seed=0)
+
+    def history():
+        torch.manual_seed(0)
+        model = ue.models.create("cnn", 4, 3, width=0.125)
+        return ue.train(model, tiny_set, tiny_set, defense=create(name), **kwargs).history
+
+    first, second = history(), history()
+    assert first[["train_loss", "train_acc", "test_acc"]].equals(second[["train_loss", "train_acc", "test_acc"]])
+
+
+@pytest.mark.parametrize("name, params, match", [
+    ("cutout", {"size": 0}, "size"), ("mixup", {"alpha": 0}, "alpha"), ("cutmix", {"alpha": -1}, "alpha"),
+    ("cg", {"gray_p": 2}, "gray_p"), ("gaussian-noise", {"sigma": 0}, "sigma"), ("coarse-dropout", {"p": 1.5}, "p"),
+    ("median-blur", {"kernel": 2}, "kernel"), ("gaussian-filter", {"sigma": -1}, "sigma")])
+def test_bad_defense_arguments_are_named(name, params, match):
+    with pytest.raises(ValueError, match=match):
+        create(name, **params)
