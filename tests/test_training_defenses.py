@@ -9,8 +9,8 @@ from uexlib.defenses.base import StepContext
 from uexlib.defenses.coarse_dropout import dropout_mask
 from uexlib.defenses.cutout import cutout_mask
 
-AUGMENTATIONS = ["cutout", "mixup", "cutmix", "cg", "gaussian-noise", "coarse-dropout", "median-blur",
-                 "gaussian-filter"]
+AUGMENTATIONS = ["cutout", "mixup", "cutmix", "autoaugment", "cg", "gaussian-noise", "coarse-dropout",
+                 "median-blur", "gaussian-filter"]
 
 
 class _Trainer:
@@ -83,6 +83,18 @@ def test_blurs_spread_a_bright_pixel_or_remove_it():
     assert blurred.sum().item() == pytest.approx(3.0, rel=0.02) and blurred[0, 0, 4, 4] < 0.2
 
 
+def test_autoaugment_draws_a_sub_policy_per_image_from_the_step_generator():
+    x = torch.rand(1, 3, 32, 32).expand(32, -1, -1, -1).contiguous()
+    defense = create("autoaugment")
+    first, _ = defense.transform(x, None, _ctx(seed=0))
+    again, _ = defense.transform(x, None, _ctx(seed=0))
+    other, _ = defense.transform(x, None, _ctx(seed=1))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    changes = (first - x).abs().flatten(1).mean(1)
+    assert len(torch.unique(changes.round(decimals=3))) >= 8      # one image, many different treatments
+    assert first.min() >= 0 and first.max() <= 1
+
+
 @pytest.mark.parametrize("name", AUGMENTATIONS)
 def test_each_augmentation_trains_reproducibly(tiny_set, name):
     kwargs = dict(iterations=3, batch_size=16, lr=0.05, schedule="constant", progress=False, device="cpu", seed=0)
@@ -97,7 +109,7 @@ def test_each_augmentation_trains_reproducibly(tiny_set, name):
 
 
 @pytest.mark.parametrize("name, params, match", [
-    ("cutout", {"size": 0}, "size"), ("mixup", {"alpha": 0}, "alpha"), ("cutmix", {"alpha": -1}, "alpha"),
+    ("cutout", {"size": 0}, "size"), ("autoaugment", {"policy": "mnist"}, "policy.*cifar10"), ("mixup", {"alpha": 0}, "alpha"), ("cutmix", {"alpha": -1}, "alpha"),
     ("cg", {"gray_p": 2}, "gray_p"), ("gaussian-noise", {"sigma": 0}, "sigma"), ("coarse-dropout", {"p": 1.5}, "p"),
     ("median-blur", {"kernel": 2}, "kernel"), ("gaussian-filter", {"sigma": -1}, "sigma")])
 def test_bad_defense_arguments_are_named(name, params, match):

@@ -42,7 +42,8 @@ class NoDefense(Defense):
 
 
 # noqa below: each module registers its defenses or purifiers on import.
-from . import adversarial, bdr, blur, cg, coarse_dropout, cutout, gaussian_noise, grayscale, iss, jpeg, lowpass, mix  # noqa: E402,F401,E501
+from . import (adversarial, autoaugment, bdr, blur, cg, coarse_dropout, cutout, gaussian_noise,  # noqa: E402,F401
+               grayscale, iss, jpeg, lowpass, mix)
 
 __all__ = ["DEFENSES", "PURIFIERS", "Defense", "NoDefense", "Purifier", "StepContext", "create",
            "create_purifier", "names", "purifier_names"]

@@ -1,6 +1,7 @@
 """The two defense interfaces: :class:`Defense` (inside the trainer) and :class:`Purifier` (before it)."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -117,3 +118,21 @@ def map_images(images: torch.Tensor, fn, chunk: int = 4096) -> torch.Tensor:
     for start in range(0, len(images), chunk):
         out[start:start + chunk] = to_uint8(fn(images[start:start + chunk].float() / 255))
     return out
+
+
+def draw_seed(gen: torch.Generator | None, device: torch.device) -> int:
+    """One integer seed from ``gen``: for samplers that take no generator (numpy, kornia)."""
+    return int(torch.randint(0, 2**62, (1,), device=device, generator=gen).item())
+
+
+@contextlib.contextmanager
+def global_rng_from(gen: torch.Generator | None, device: torch.device):
+    """Run the block with torch's global generators seeded from ``gen``, restored afterwards.
+
+    kornia draws from the global generators; seeding them from the step's generator keeps a
+    defense built on kornia reproducible and its draws independent of everything else.
+    """
+    seed = draw_seed(gen, device)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield

@@ -12,13 +12,12 @@ import torch
 
 from ..runtime import check_float
 from . import DEFENSES
-from .base import Defense, StepContext, cross_entropy
+from .base import Defense, StepContext, cross_entropy, draw_seed
 
 
 def _beta(alpha: float, gen: torch.Generator | None, device: torch.device) -> float:
     """One Beta(alpha, alpha) draw from the step's generator (torch has no seeded Beta sampler)."""
-    seed = int(torch.randint(0, 2**62, (1,), device=device, generator=gen).item())
-    return float(np.random.default_rng(seed).beta(alpha, alpha))
+    return float(np.random.default_rng(draw_seed(gen, device)).beta(alpha, alpha))
 
 
 class _Mix(Defense):
