@@ -111,7 +111,29 @@ def test_each_augmentation_trains_reproducibly(tiny_set, name):
 @pytest.mark.parametrize("name, params, match", [
     ("cutout", {"size": 0}, "size"), ("autoaugment", {"policy": "mnist"}, "policy.*cifar10"), ("mixup", {"alpha": 0}, "alpha"), ("cutmix", {"alpha": -1}, "alpha"),
     ("cg", {"gray_p": 2}, "gray_p"), ("gaussian-noise", {"sigma": 0}, "sigma"), ("coarse-dropout", {"p": 1.5}, "p"),
-    ("median-blur", {"kernel": 2}, "kernel"), ("gaussian-filter", {"sigma": -1}, "sigma")])
+    ("median-blur", {"kernel": 2}, "kernel"), ("gaussian-filter", {"sigma": -1}, "sigma"),
+    ("early-stop", {"patience": 0}, "patience"), ("early-stop", {"val_fraction": 0.9}, "val_fraction")])
 def test_bad_defense_arguments_are_named(name, params, match):
     with pytest.raises(ValueError, match=match):
         create(name, **params)
+
+
+def test_early_stop_holds_out_a_split_per_class_and_stops_after_its_patience(tiny_set, tmp_path):
+    defense = create("early-stop", patience=2, val_fraction=0.2)
+    kept, held = defense.hold_out(tiny_set, seed=0)
+    assert len(kept) == 32 and len(held) == 8 and (held.labels.bincount() == 2).all()
+    assert not set(kept.indices.tolist()) & set(held.indices.tolist())
+    # A learning rate too small to move the model: validation never improves after epoch 0.
+    kwargs = dict(epochs=10, batch_size=8, lr=1e-9, schedule="constant", progress=False, device="cpu")
+    torch.manual_seed(0)
+    result = ue.train(ue.models.create("cnn", 4, 3, width=0.125), tiny_set, tiny_set, defense=defense, **kwargs)
+    assert len(result.history) == 3 and result.best_epoch == 0 and "val_acc" in result.history
+    # A run resumed from the checkpoint of a stopped run does not train on.
+    path = tmp_path / "stopped.pt"
+    for _ in range(2):
+        torch.manual_seed(0)
+        again = ue.train(ue.models.create("cnn", 4, 3, width=0.125), tiny_set, tiny_set, defense=defense,
+                         checkpoint=path, **kwargs)
+        assert len(again.history) == 3
+    with pytest.raises(ValueError, match="holds out its own validation set"):
+        ue.train(ue.models.create("cnn", 4, 3, width=0.125), tiny_set, defense=defense, val_set=tiny_set, **kwargs)

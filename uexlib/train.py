@@ -191,7 +191,8 @@ def train(model: torch.nn.Module, train_set: ImageDataset, test_set: ImageDatase
     step has the same shape). ``milestones_iter`` defaults to 40 % and 80 % of the iterations
     (REM App. A.4: 16k and 32k of 40k). With ``select_best``, the weights of the epoch with the
     best ``val_set`` accuracy are returned (thesis App. A.1). ``defense`` attaches a training-time
-    defense. With ``checkpoint``, state is saved atomically after every epoch and a rerun with the
+    defense; one that holds out a validation set of its own (``early-stop``) trains on the rest,
+    selects on it and may end training early. With ``checkpoint``, state is saved atomically after every epoch and a rerun with the
     same arguments and defense resumes from it, giving the same history as an uninterrupted run.
     """
     if (epochs is None) == (iterations is None):
@@ -200,7 +201,6 @@ def train(model: torch.nn.Module, train_set: ImageDataset, test_set: ImageDatase
         check_int("epochs", epochs, low=1)
     else:
         check_int("iterations", iterations, low=1)
-    check_int("batch_size", batch_size, low=1, high=len(train_set))
     check_float("lr", lr, 0.0, 10.0, low_open=True)
     check_choice("schedule", schedule, SCHEDULES)
     check_choice("augment", augment, AUGMENTS)
@@ -208,8 +208,15 @@ def train(model: torch.nn.Module, train_set: ImageDataset, test_set: ImageDatase
     if defense is not None and not isinstance(defense, Defense):
         raise ValueError(f"defense must be a uexlib.defenses.Defense (e.g. ue.defenses.create('none')), "
                          f"got {type(defense).__name__}")
+    if defense is not None:
+        train_set, held_out = defense.hold_out(train_set, seed)
+        if held_out is not None:
+            if val_set is not None:
+                raise ValueError(f"{type(defense).__name__} holds out its own validation set; pass no val_set")
+            val_set, select_best = held_out, True
     if select_best and val_set is None:
         raise ValueError("select_best=True needs a val_set to select on")
+    check_int("batch_size", batch_size, low=1, high=len(train_set))
 
     dev = pick_device(device)
     loader = DeviceLoader(train_set, batch_size, dev, shuffle=True, augment=augment, seed=seed, drop_last=True)
@@ -237,6 +244,8 @@ def train(model: torch.nn.Module, train_set: ImageDataset, test_set: ImageDatase
         trainer.load_state_dict(state["trainer"])
         rows, start_epoch, best = state["history"], state["epoch"] + 1, state["best"]
 
+    if rows and trainer.defense.stop(rows):     # resumed from a run that had already stopped
+        start_epoch = trainer.epochs
     bar = tqdm(range(start_epoch, trainer.epochs), desc="train", disable=not progress, leave=False)
     for epoch in bar:
         started = time.perf_counter()
@@ -268,6 +277,8 @@ def train(model: torch.nn.Module, train_set: ImageDataset, test_set: ImageDatase
         if checkpoint is not None:
             atomic_torch_save({"config": config, "trainer": trainer.state_dict(), "history": rows, "epoch": epoch,
                                "best": best}, checkpoint)
+        if trainer.defense.stop(rows):
+            break
     if select_best:
         trainer.model.load_state_dict(best["state"])
     return TrainResult(model=trainer.model, history=pd.DataFrame(rows),

@@ -49,6 +49,8 @@ class Defense:
       multiplies the schedule (staged training changes the factors in place at epoch ends;
       groups are built once);
     * :meth:`on_epoch_end` computes metrics for the history row (and may roll the model back);
+    * :meth:`hold_out` may keep part of the training set back as the defense's own validation
+      set, and :meth:`stop` may end training after an epoch (early stopping);
     * :meth:`key` identifies the defense in a checkpoint: resuming under another key is refused;
       :meth:`state_dict` / :meth:`load_state_dict` carry its own state across a resume.
 
@@ -71,6 +73,14 @@ class Defense:
     def on_epoch_end(self, trainer: "Trainer", epoch: int) -> dict:
         """Extra history columns for this epoch (numbers or short strings)."""
         return {}
+
+    def hold_out(self, train_set: "ImageDataset", seed: int) -> tuple["ImageDataset", "ImageDataset | None"]:
+        """The set to train on and a validation set held out of it (None: nothing held out)."""
+        return train_set, None
+
+    def stop(self, history: list[dict]) -> bool:
+        """After each epoch's row is complete (with ``val_acc`` when there is a validation set)."""
+        return False
 
     def key(self) -> dict:
         return {"defense": type(self).__name__, "params": dict(self.params)}
