@@ -137,3 +137,21 @@ def test_early_stop_holds_out_a_split_per_class_and_stops_after_its_patience(tin
         assert len(again.history) == 3
     with pytest.raises(ValueError, match="holds out its own validation set"):
         ue.train(ue.models.create("cnn", 4, 3, width=0.125), tiny_set, defense=defense, val_set=tiny_set, **kwargs)
+
+
+def test_dropout_acts_on_the_classifier_input_in_training_only():
+    torch.manual_seed(0)
+    model = ue.models.create("cnn", 10, 3, width=0.125)
+    x = torch.rand(4, 3, 32, 32)
+    model.eval()
+    before = model(x)
+    create("dropout", p=0.5).attach(model)
+    assert torch.equal(model(x), before)                        # eval mode: unchanged
+    model.train()
+    features = {}
+    model.fc.register_forward_hook(lambda m, inputs, out: features.setdefault("x", inputs[0]))
+    model(x)
+    zero_share = (features["x"] == 0).float().mean().item()
+    assert 0.35 < zero_share < 0.75                               # about half the features dropped
+    with pytest.raises(ValueError, match="nn.Linear"):
+        create("dropout").attach(torch.nn.Conv2d(3, 3, 1))

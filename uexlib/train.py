@@ -121,6 +121,7 @@ class Trainer:
         self.defense = defense if defense is not None else NoDefense()
         self.model = model.to(self.device, memory_format=torch.channels_last)
         self.step_model = torch.compile(self.model) if compile else self.model
+        self.defense.attach(self.model)
         groups = self.defense.param_groups(self.model) or [{"params": list(self.model.parameters())}]
         for group in groups:
             group.setdefault("lr_factor", 1.0)

@@ -45,6 +45,7 @@ class Defense:
       (N, K));
     * :meth:`loss` replaces the training loss and returns ``(loss, logits)`` (adversarial
       training attacks the batch here, under the trainer's autocast);
+    * :meth:`attach` may change the model once, when the trainer takes it (dropout);
     * :meth:`param_groups` splits the parameters into groups with an ``lr_factor`` that
       multiplies the schedule (staged training changes the factors in place at epoch ends;
       groups are built once);
@@ -65,6 +66,9 @@ class Defense:
     def loss(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
         logits = ctx.forward(x)
         return cross_entropy(logits, y), logits
+
+    def attach(self, model: torch.nn.Module) -> None:
+        """Called once by the trainer before it builds the optimizer."""
 
     def param_groups(self, model: torch.nn.Module) -> list[dict] | None:
         """``[{"params": [...], "lr_factor": 1.0}, ...]``, or None for one group."""
