@@ -21,7 +21,8 @@ def _constant(colours) -> ue.ImageDataset:
 @pytest.mark.parametrize("name, params", [("grayscale", {}), ("jpeg", {"quality": 10}), ("jpeg", {"quality": 90}),
                                           ("bdr", {"bits": 2}), ("lowpass", {"filter": "mean"}),
                                           ("lowpass", {"filter": "median"}), ("lowpass", {"filter": "gaussian"}),
-                                          ("iss", {"squeeze": "grayscale"}), ("iss", {"squeeze": "bdr"})])
+                                          ("iss", {"squeeze": "grayscale"}), ("iss", {"squeeze": "bdr"}),
+                                          ("lfu", {"epochs": 2})])
 def test_purified_sets_keep_shape_dtype_labels_and_leave_the_input_alone(cifar, name, params):
     before = cifar.images.clone()
     out = create_purifier(name, **params).apply(cifar)
@@ -85,7 +86,25 @@ def test_purifying_a_poison_purifies_its_images(cifar):
 @pytest.mark.parametrize("name, params, match", [
     ("jpeg", {"quality": 0}, "quality"), ("jpeg", {"quality": 101}, "quality"), ("bdr", {"bits": 9}, "bits"),
     ("lowpass", {"filter": "box"}, "filter.*mean, median, gaussian"), ("lowpass", {"kernel": 4}, "kernel must be odd"),
-    ("iss", {"squeeze": "png"}, "squeeze"), ("grayscale", {"weights": 1}, "takes no parameter 'weights'")])
+    ("iss", {"squeeze": "png"}, "squeeze"), ("lfu", {"batch_size": 0}, "batch_size"), ("grayscale", {"weights": 1}, "takes no parameter 'weights'")])
 def test_bad_purifier_arguments_are_named(name, params, match):
     with pytest.raises(ValueError, match=match):
         create_purifier(name, **params)
+
+
+def test_lfu_projects_out_most_of_a_class_wise_pattern(data_root):
+    """A class-wise +-8/255 pattern is what a linear probe learns first: its directions carry it."""
+    cifar = ue.load_dataset("cifar10", "train", data_root, per_class=1000)
+    gen = torch.Generator().manual_seed(0)
+    pattern = (torch.randint(0, 2, (10, 3, 32, 32), generator=gen).float() * 2 - 1) * 8 / 255
+    poison = ue.Poison.from_perturbation(cifar, pattern, {"method": "test"}, classwise=True)
+    lfu = create_purifier("lfu", device="cpu")
+    purified = lfu.apply(poison)
+    flat = pattern.flatten(1)
+    kept = (flat - (flat @ lfu.basis) @ lfu.basis.T).norm(dim=1) / flat.norm(dim=1)
+    assert kept.max() < 0.75
+    assert lfu.basis.shape == (3 * 32 * 32, 10)
+    assert torch.allclose(lfu.basis.T @ lfu.basis, torch.eye(10), atol=1e-4)
+    assert purified.images.dtype == torch.uint8 and purified.images.shape == cifar.images.shape
+    with pytest.raises(ValueError, match="call fit"):
+        create_purifier("lfu").purify(cifar)

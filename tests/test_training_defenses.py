@@ -10,7 +10,7 @@ from uexlib.defenses.coarse_dropout import dropout_mask
 from uexlib.defenses.cutout import cutout_mask
 
 AUGMENTATIONS = ["cutout", "mixup", "cutmix", "autoaugment", "cg", "gaussian-noise", "coarse-dropout",
-                 "median-blur", "gaussian-filter"]
+                 "median-blur", "gaussian-filter", "ueraser"]
 
 
 class _Trainer:
@@ -112,7 +112,8 @@ def test_each_augmentation_trains_reproducibly(tiny_set, name):
     ("cutout", {"size": 0}, "size"), ("autoaugment", {"policy": "mnist"}, "policy.*cifar10"), ("mixup", {"alpha": 0}, "alpha"), ("cutmix", {"alpha": -1}, "alpha"),
     ("cg", {"gray_p": 2}, "gray_p"), ("gaussian-noise", {"sigma": 0}, "sigma"), ("coarse-dropout", {"p": 1.5}, "p"),
     ("median-blur", {"kernel": 2}, "kernel"), ("gaussian-filter", {"sigma": -1}, "sigma"),
-    ("early-stop", {"patience": 0}, "patience"), ("early-stop", {"val_fraction": 0.9}, "val_fraction")])
+    ("early-stop", {"patience": 0}, "patience"), ("ueraser", {"repeats": 0}, "repeats"),
+    ("ueraser", {"adversarial_epochs": -1}, "adversarial_epochs"), ("early-stop", {"val_fraction": 0.9}, "val_fraction")])
 def test_bad_defense_arguments_are_named(name, params, match):
     with pytest.raises(ValueError, match=match):
         create(name, **params)
@@ -155,3 +156,22 @@ def test_dropout_acts_on_the_classifier_input_in_training_only():
     assert 0.35 < zero_share < 0.75                               # about half the features dropped
     with pytest.raises(ValueError, match="nn.Linear"):
         create("dropout").attach(torch.nn.Conv2d(3, 3, 1))
+
+
+def test_ueraser_trains_on_the_worst_of_its_views_for_its_adversarial_epochs():
+    torch.manual_seed(0)
+    model = ue.models.create("cnn", 10, 3, width=0.125).eval()      # eval: batch statistics do not mix views
+    x, y = torch.rand(16, 3, 32, 32), torch.randint(0, 10, (16,))
+
+    def loss(epoch, **params):
+        return create("ueraser", **params).loss(x, y, _ctx(model, seed=3) if epoch == 0 else
+                                                StepContext(_Trainer(model), epoch, 0, torch.Generator().manual_seed(3)))
+
+    single, _ = loss(0, repeats=1)
+    worst, logits = loss(0, repeats=5, adversarial_epochs=2)
+    assert worst > single and logits.shape == (16, 10)
+    assert torch.equal(loss(2, repeats=5, adversarial_epochs=2)[0], single)     # after W epochs: one view
+    assert torch.equal(loss(0, repeats=5, adversarial_epochs=0)[0], single)     # UEraser-Lite
+    assert torch.equal(loss(9, repeats=5, adversarial_epochs=None)[0], worst)   # UEraser-Max
+    views = create("ueraser").augment(x, torch.Generator().manual_seed(0))
+    assert views.shape == x.shape and views.min() >= 0 and views.max() <= 1 and not torch.equal(views, x)

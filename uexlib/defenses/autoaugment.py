@@ -17,6 +17,20 @@ from .base import Defense, StepContext, global_rng_from
 POLICIES = {"cifar10": cifar10_policy, "svhn": svhn_policy, "imagenet": imagenet_policy}
 
 
+def per_image(x: torch.Tensor, choices: list, gen: torch.Generator | None) -> torch.Tensor:
+    """Each image of ``x`` through one of the kornia modules ``choices``, drawn uniformly per image.
+
+    kornia draws one sub-policy per call for the whole batch; calling each drawn module on the
+    images that drew it gives every image its own. Call under :func:`global_rng_from`.
+    """
+    choice = torch.randint(0, len(choices), (len(x),), device=x.device, generator=gen)
+    out = x.contiguous().clone()
+    for k in choice.unique().tolist():
+        rows = choice == k
+        out[rows] = choices[k](x[rows].contiguous()).to(x.dtype)
+    return out
+
+
 @DEFENSES.register("autoaugment", "AutoAugment, one learned sub-policy per image (Cubuk et al. 2019; ST Table 5)")
 class AutoAugment(Defense):
     """Every training image gets one sub-policy of the AutoAugment ``policy``, drawn uniformly.
@@ -31,10 +45,5 @@ class AutoAugment(Defense):
         self._subpolicies = [KorniaAutoAugment(policy=[sub]) for sub in POLICIES[policy]]
 
     def transform(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
-        choice = torch.randint(0, len(self._subpolicies), (len(x),), device=x.device, generator=ctx.generator)
-        out = x.contiguous().clone()
         with global_rng_from(ctx.generator, x.device):
-            for k in choice.unique().tolist():
-                rows = choice == k
-                out[rows] = self._subpolicies[k](x[rows].contiguous()).to(x.dtype)
-        return out, y
+            return per_image(x, self._subpolicies, ctx.generator), y
