@@ -87,3 +87,23 @@ def test_robust_noise_survives_adversarial_training_that_defeats_em(cifar):
     print(", ".join(f"{k} {v:.1f} %" for k, v in acc.items()), "under PGD-AT 2/255")
     assert acc["rem"] <= acc["em"] - 10
     assert acc["sem"] <= acc["em"] - 10
+
+
+@pytest.mark.science
+@pytest.mark.slow
+@pytest.mark.parametrize("defense", ["grayscale", "jpeg", "iss", "ueraser"])
+def test_defenses_reported_effective_against_em_recover_accuracy(cifar, defense):
+    """Thesis Sec. 3.4.2 (grayscale, JPEG), ISS and UEraser against sample-wise EM, at `lab` scale:
+    each recovers at least 20 points of clean test accuracy over ordinary training on the poison.
+    JPEG at quality 10 (ISS-J); ISS is its JPEG squeeze; UEraser with W = 2 of the 10 lab epochs."""
+    train_set, test_set = cifar
+    poison = _poison("em", train_set, mode="samplewise")
+    exp = ue.Experiment(profile=LAB, train_set=train_set, test_set=test_set, seed=0, device="cpu")
+    plain = exp.train(poison.as_dataset(), progress=False).test_acc
+    if defense == "ueraser":
+        defended = exp.train(poison.as_dataset(), defense=ue.defenses.create("ueraser", adversarial_epochs=2),
+                             progress=False).test_acc
+    else:
+        defended = exp.train(ue.defenses.create_purifier(defense).apply(poison), progress=False).test_acc
+    print(f"EM sample-wise: ordinary training {plain:.1f} %, {defense} {defended:.1f} %")
+    assert defended >= plain + 20
