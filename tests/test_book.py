@@ -143,3 +143,14 @@ def test_smoke_book_builds_end_to_end(tmp_path, data_root, monkeypatch):
         assert any(key.endswith("image/png") for key in glued[figure]), f"{figure} was glued without an image"
     assert not book.is_stale(project / "notebooks" / "em_basics.ipynb", {"profile": "smoke"}, project)
     assert book.is_stale(project / "notebooks" / "em_basics.ipynb", {"profile": "lab"}, project)
+
+
+def test_side_by_side_cells_show_missing_paper_values_and_missing_runs():
+    import pandas as pd
+
+    from uexlib.results import side_by_side
+    ours = pd.DataFrame({"a": [64.35, None], "b": [12.0, 3.25]}, index=["clean", "em"])
+    paper = pd.DataFrame({"a": [94.66, 20.6], "b": [None, 1.0]}, index=["clean", "em"])
+    shown = side_by_side(ours, paper)
+    assert shown.loc["clean"].tolist() == ["64.3 (94.7)", "12.0 (-)"]
+    assert shown.loc["em"].tolist() == ["", "3.2 (1.0)"]

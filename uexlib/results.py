@@ -74,3 +74,20 @@ def write_results(rows: list[dict], experiment: str, profile: str) -> Path:
     path = results_dir() / f"{experiment}_{profile}.csv"
     write_csv(frame, path)
     return path
+
+
+def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """Cells ``"ours (paper)"`` of two tables with the same index and columns, for the book.
+
+    A missing paper value shows as ``-``; a cell with no value of ours stays empty.
+    """
+    paper = paper.reindex_like(ours)
+
+    def cell(value, reference) -> str:
+        if pd.isna(value):
+            return ""
+        shown = "-" if reference is None or pd.isna(reference) else f"{float(reference):.{digits}f}"
+        return f"{float(value):.{digits}f} ({shown})"
+
+    return pd.DataFrame([[cell(v, r) for v, r in zip(ours.loc[i], paper.loc[i])] for i in ours.index],
+                        index=ours.index, columns=ours.columns)
