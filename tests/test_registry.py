@@ -26,7 +26,8 @@ def test_unknown_names_list_what_is_available(kind):
 
 @pytest.mark.parametrize("name", generators.list_generators())
 def test_generator_unknown_parameter_is_named_with_the_accepted_ones(name):
-    with pytest.raises(ParameterError, match=rf"generator '{name}' takes no parameter 'epsilon'; accepted: .*seed"):
+    accepted = ".*seed" if "seed" in generators.GENERATORS.defaults(name) else ""
+    with pytest.raises(ParameterError, match=rf"generator '{name}' takes no parameter 'epsilon'; accepted: {accepted}"):
         generators.create(name, epsilon=8)
 
 
@@ -59,24 +60,29 @@ def test_a_registry_refuses_duplicates_and_can_unregister():
 
 @pytest.mark.parametrize("name", generators.list_generators())
 def test_generator_contract_on_a_tiny_set(name, tiny_set):
-    """Budget, labels, input untouched, metadata, and the same seed gives the same poison on CPU."""
-    before = tiny_set.images.clone()
+    """Budget, labels, input untouched, metadata, and the same seed gives the same poison on CPU.
 
-    small = {"batch_size": 16} if "batch_size" in generators.GENERATORS.defaults(name) else {}
+    A generator without randomness (``ops``) takes no seed and must give the same poison twice.
+    """
+    before = tiny_set.images.clone()
+    accepted = generators.GENERATORS.defaults(name)
+    fixed = {k: v for k, v in {"batch_size": 16, "device": "cpu", "progress": False}.items() if k in accepted}
+    seeded = "seed" in accepted
 
     def make(seed):
-        return generators.create(name, profile="smoke", seed=seed, device="cpu", progress=False,
-                                 **small).generate(tiny_set)
+        return generators.create(name, profile="smoke", **({"seed": seed} if seeded else {}),
+                                 **fixed).generate(tiny_set)
 
     poison, again, other = make(1), make(1), make(2)
     assert torch.equal(tiny_set.images, before)
     assert torch.equal(poison.labels, tiny_set.labels) and poison.images.dtype == torch.uint8
     meta = poison.metadata
     assert {"method", "params", "norm", "radius", "seed", "dataset", "wall_s"} <= set(meta)
-    assert meta["seed"] == 1 and meta["dataset"]["fingerprint"] == tiny_set.fingerprint()
+    assert meta["seed"] == (1 if seeded else None) and meta["dataset"]["fingerprint"] == tiny_set.fingerprint()
     ue.check_budget(poison.per_sample_delta(), meta["norm"], meta["radius"])
     assert (poison.images != tiny_set.images).any()
-    assert poison.content_hash() == again.content_hash() != other.content_hash()
+    assert poison.content_hash() == again.content_hash()
+    assert (poison.content_hash() != other.content_hash()) == seeded
     json.dumps(meta)
 
 

@@ -107,3 +107,15 @@ def test_defenses_reported_effective_against_em_recover_accuracy(cifar, defense)
         defended = exp.train(ue.defenses.create_purifier(defense).apply(poison), progress=False).test_acc
     print(f"EM sample-wise: ordinary training {plain:.1f} %, {defense} {defended:.1f} %")
     assert defended >= plain + 20
+
+
+@pytest.mark.science
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["sc", "lsp", "ops"])
+def test_model_free_poisons_score_far_below_clean(cifar, clean_acc, name):
+    """Synthetic shortcuts (L-inf 8/255, L2 sqrt(d) 6/255) and the one-pixel shortcut at `lab` scale."""
+    train_set, test_set = cifar
+    poison = ue.generators.create(name).generate(train_set)
+    poisoned_acc = _test_acc(poison.as_dataset(), test_set)
+    print(f"clean {clean_acc:.1f} %, {name} {poisoned_acc:.1f} %, {poison.metadata['wall_s']:.1f} s")
+    assert poisoned_acc <= clean_acc - 25

@@ -34,7 +34,7 @@ from .runtime import VERSION, atomic_path, check_choice, check_float, git_commit
 FORMAT_VERSION = 2
 # Metadata keys that record how a run went, not what it made; dropped at any depth before hashing.
 VOLATILE_KEYS = ("wall_s", "git_commit", "device", "timestamp", "uexlib_version")
-NORMS = ("linf", "l2", "l1")
+NORMS = ("linf", "l2", "l1", "l0")
 _CHUNK = 4096  # images per slice in whole-set checks, to bound temporary memory
 
 
@@ -219,12 +219,19 @@ class Poison:
 def check_budget(delta: torch.Tensor, norm: str, eps: float) -> None:
     """Raise a ValueError unless every sample's perturbation has ``norm`` at most ``eps``.
 
-    ``delta``: (N, ...) on the [0, 1] pixel scale, any device; ``norm``: ``linf``, ``l2`` or
-    ``l1``. Norms are taken per sample in float64, with a tolerance of ``1e-6 * max(1, eps)``.
+    ``delta``: (N, ...) on the [0, 1] pixel scale, any device; ``norm``: ``linf``, ``l2``,
+    ``l1``, or ``l0`` (pixels, i.e. positions (H, W) where any channel changes, of (N, C, H, W)).
+    Norms are taken per sample in float64, with a tolerance of ``1e-6 * max(1, eps)``.
     """
     check_choice("norm", norm, NORMS)
     check_float("eps", eps, 0.0, float("inf"), low_open=True)
     if delta.numel() == 0:
+        return
+    if norm == "l0":
+        pixels = (delta.detach() != 0).any(dim=1).flatten(1).sum(1)
+        if pixels.max().item() > eps:
+            raise ValueError(f"perturbation exceeds the l0 budget eps={eps:g}: worst sample changes "
+                             f"{pixels.max().item()} pixels")
         return
     order = {"linf": float("inf"), "l2": 2.0, "l1": 1.0}[norm]
     flat = delta.detach().reshape(len(delta), -1)
@@ -237,6 +244,25 @@ def check_budget(delta: torch.Tensor, norm: str, eps: float) -> None:
     if worst > eps + 1e-6 * max(1.0, eps):
         raise ValueError(f"perturbation exceeds the {norm} budget eps={eps:.6g}: worst sample has "
                          f"{norm} norm {worst:.6g}")
+
+
+def shrink_to_budget(clean: torch.Tensor, delta: torch.Tensor, norm: str, eps: float,
+                     tries: int = 20) -> torch.Tensor:
+    """``delta`` scaled down per sample until its published (8-bit rounded) form is within budget.
+
+    Rounding to 8-bit images adds up to half a level per pixel, which can push an L2 or L1 norm
+    that was exactly ``eps`` past it; each try shrinks the offending samples by the excess.
+    """
+    order = {"l2": 2.0, "l1": 1.0}[norm]
+    delta = delta.detach().to("cpu", torch.float32).clone()
+    for _ in range(tries):
+        published = _published_delta(quantize(clean, delta), clean)
+        norms = torch.linalg.vector_norm(published.flatten(1).double(), ord=order, dim=1)
+        over = norms > eps
+        if not over.any():
+            return delta
+        delta[over] *= (eps / norms[over] * (1 - 1e-3)).float().view(-1, *[1] * (delta.ndim - 1))
+    raise ValueError(f"could not fit the published perturbation into the {norm} budget {eps:g}")
 
 
 def quantize(clean: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:

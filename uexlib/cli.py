@@ -106,7 +106,10 @@ def cmd_poison(args) -> int:
     generators.GENERATORS.get(args.method)
     if args.out is None or Path(args.out).suffix != ".npz":
         raise ValueError(f"--out must be a path ending in .npz, got {args.out}")
-    params = _seeded(args, _params(args.param))
+    given = _params(args.param)
+    params = _seeded(args, given)
+    if "seed" not in generators.GENERATORS.defaults(args.method) and "seed" not in given:
+        params.pop("seed")                                  # a generator without randomness (ops)
     generator = generators.create(args.method, profile=args.profile, **params)  # checks every parameter first
     exp = _experiment(args)
     poison = generator.generate(exp.train_set)

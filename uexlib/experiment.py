@@ -39,8 +39,13 @@ class Experiment:
                              self.profile.width if width is None else width)
 
     def generator(self, name: str, **params):
-        """The generator ``name`` with this profile's surrogate and budget and this seed; ``params`` win."""
-        return generators.create(name, profile=self.profile, **{"seed": self.seed, "device": self.device, **params})
+        """The generator ``name`` with this profile's surrogate and budget and this seed; ``params`` win.
+
+        The seed and device go to generators that take them (``ops`` has no randomness).
+        """
+        accepted = generators.GENERATORS.defaults(name)
+        own = {k: v for k, v in {"seed": self.seed, "device": self.device}.items() if k in accepted}
+        return generators.create(name, profile=self.profile, **{**own, **params})
 
     def defense(self, name: str, **params) -> Defense:
         """The training-time defense ``name`` with this profile's settings for it; ``params`` win."""
