@@ -111,9 +111,10 @@ def test_defenses_reported_effective_against_em_recover_accuracy(cifar, defense)
 
 @pytest.mark.science
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["sc", "lsp", "ops"])
+@pytest.mark.parametrize("name", ["sc", "lsp", "ops", "ar"])
 def test_model_free_poisons_score_far_below_clean(cifar, clean_acc, name):
-    """Synthetic shortcuts (L-inf 8/255, L2 sqrt(d) 6/255) and the one-pixel shortcut at `lab` scale."""
+    """Synthetic shortcuts (L-inf 8/255, L2 sqrt(d) 6/255), the one-pixel shortcut and autoregressive
+    noise (L2 1.0) at `lab` scale."""
     train_set, test_set = cifar
     poison = ue.generators.create(name).generate(train_set)
     poisoned_acc = _test_acc(poison.as_dataset(), test_set)

@@ -1,4 +1,4 @@
-"""Model-free poisons: synthetic shortcuts (sc, lsp) and the one-pixel shortcut (ops)."""
+"""Model-free poisons: synthetic shortcuts (sc, lsp), the one-pixel shortcut (ops), autoregressive noise (ar)."""
 import pytest
 import torch
 
@@ -12,7 +12,7 @@ def cifar(data_root):
     return ue.load_dataset("cifar10", "train", data_root, per_class=50)
 
 
-@pytest.mark.parametrize("name, norm", [("sc", "linf"), ("lsp", "l2"), ("ops", "l0")])
+@pytest.mark.parametrize("name, norm", [("sc", "linf"), ("lsp", "l2"), ("ops", "l0"), ("ar", "l2")])
 def test_budget_round_trip_and_determinism(cifar, tmp_path, name, norm):
     before = cifar.images.clone()
     poison = ue.generators.create(name).generate(cifar)
@@ -24,7 +24,7 @@ def test_budget_round_trip_and_determinism(cifar, tmp_path, name, norm):
     assert ue.generators.create(name).generate(cifar).content_hash() == poison.content_hash()
 
 
-@pytest.mark.parametrize("name", ["sc", "lsp"])
+@pytest.mark.parametrize("name", ["sc", "lsp", "ar"])
 def test_the_seed_draws_other_clusters(cifar, name):
     assert not torch.equal(ue.generators.create(name, seed=1).generate(cifar).images,
                            ue.generators.create(name, seed=2).generate(cifar).images)
@@ -72,7 +72,8 @@ def test_ops_picks_the_position_where_a_class_is_constant():
 
 @pytest.mark.parametrize("name, params, match", [("sc", {"eps": 8}, "did you mean 8/255"),
                                                  ("sc", {"patch": 0}, "patch"), ("lsp", {"eps": -1}, "eps"),
-                                                 ("ops", {"pixels": 2}, "takes no parameter 'pixels'")])
+                                                 ("ops", {"pixels": 2}, "takes no parameter 'pixels'"),
+                                                 ("ar", {"eps": 0}, "eps"), ("ar", {"max_raw_l2": -1}, "max_raw_l2")])
 def test_bad_arguments_are_named(name, params, match):
     with pytest.raises(ValueError, match=match):
         ue.generators.create(name, **params)
@@ -85,3 +86,19 @@ def test_seedless_ops_runs_from_the_experiment_and_the_command_line(tiny_set, tm
     from uexlib import cli
     assert cli.main(["poison", "ops", "--profile", "smoke", "--out", str(tmp_path / "ops.npz")]) == 0
     assert cli.main(["poison", "ops", "--profile", "smoke", "-p", "seed", "1", "--out", str(tmp_path / "x.npz")]) == 2
+
+
+def test_ar_noise_is_annihilated_by_its_own_filter_only(cifar):
+    from uexlib.generators.ar import ar_fields, response, select_processes
+    processes = select_processes(10, 3, torch.Generator().manual_seed(0), min_response=10.0, max_raw_l2=50.0)
+    gen = torch.Generator().manual_seed(1)
+    for k, own in enumerate(processes):
+        noise = ar_fields(own, 4, 32, 32, gen)
+        assert torch.isfinite(noise).all()
+        assert response(own, noise).max() < 1e-9                       # the detecting filter gives zero
+        others = [response(p, noise).min() for j, p in enumerate(processes) if j < k]
+        assert all(r >= 10.0 for r in others)                           # earlier classes' filters respond
+    poison = ue.generators.create("ar").generate(cifar)
+    norms = poison.per_sample_delta().flatten(1).norm(dim=1)
+    assert norms.max() <= 1.0 and norms.median() > 0.95
+    assert len(poison.metadata["coefficients"]) == 10
