@@ -124,10 +124,11 @@ def test_model_free_poisons_score_far_below_clean(cifar, clean_acc, name):
 
 @pytest.mark.science
 @pytest.mark.slow
-def test_tap_scores_far_below_clean(cifar, clean_acc):
-    """TAP at the lab profile's budget (crafting model 800 iterations, 50 PGD steps)."""
+@pytest.mark.parametrize("name", ["tap", "sep"])
+def test_model_based_poisons_score_far_below_clean(cifar, clean_acc, name):
+    """TAP and SEP at the lab profile's budgets (`ue.profiles.get("lab").generators`)."""
     train_set, test_set = cifar
-    poison = _poison("tap", train_set)
+    poison = _poison(name, train_set)
     poisoned_acc = _test_acc(poison.as_dataset(), test_set)
-    print(f"clean {clean_acc:.1f} %, tap {poisoned_acc:.1f} %, {poison.metadata['wall_s']:.0f} s")
+    print(f"clean {clean_acc:.1f} %, {name} {poisoned_acc:.1f} %, {poison.metadata['wall_s']:.0f} s")
     assert poisoned_acc <= clean_acc - 25

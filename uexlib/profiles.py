@@ -57,7 +57,8 @@ _PROFILES = {
                      generators={"em": {"steps": 2, "max_rounds": 1, "train_steps": 2, "iterations": 4},
                                  **{name: {"iterations": 2, "steps": 2, "eot_samples": 1, "adv_steps": 1}
                                     for name in ("rem", "rem-t", "sem")},
-                                 "tap": {"train_iterations": 4, "steps": 2}},
+                                 "tap": {"train_iterations": 4, "steps": 2},
+                                 "sep": {"train_iterations": 4, "checkpoints": 2, "steps": 2}},
                      defenses={"pgd-at": {"steps": 1}, "ueraser": {"repeats": 2}}),
     # Measured on 2 CPU cores: clean CIFAR-10 (JPEG copy) test accuracy 64 % in about 55 s.
     "lab": Profile(name="lab", train_per_class=1000, test_per_class=200, model="cnn", width=0.5,
@@ -73,7 +74,10 @@ _PROFILES = {
                                          "pgd_batch_size": 500} for name in ("rem", "rem-t", "sem")},
                                # TAP: the crafting model trained 800 iterations (about 10 epochs), 50 PGD steps.
                                "tap": {"train_iterations": 800, "milestones_iter": (320, 640), "steps": 50,
-                                       "pgd_batch_size": 500}},
+                                       "pgd_batch_size": 500},
+                               # SEP: 10 checkpoints of a 780-iteration run (10 epochs), 10 steps of 1/255.
+                               "sep": {"train_iterations": 780, "milestones_iter": (488, 585), "checkpoints": 10,
+                                       "steps": 10, "pgd_batch_size": 500}},
                    # PGD adversarial training with 3 steps of 2 eps / 3 (REM App. A.4: 10 of eps / 5);
                    # UEraser's K-view maximum for the first quarter of training, as its authors' 50 of 200.
                    defenses={"pgd-at": {"steps": 3}, "ueraser": {"adversarial_epochs": 3}}),
@@ -89,7 +93,9 @@ _PROFILES = {
                                          "eot_samples": 2, "adv_steps": 5, "pgd_batch_size": 512}
                                   for name in ("rem", "rem-t", "sem")},
                                "tap": {"train_iterations": 4000, "milestones_iter": (1600, 3200), "steps": 100,
-                                       "pgd_batch_size": 512}},
+                                       "pgd_batch_size": 512},
+                               "sep": {"train_iterations": 4000, "milestones_iter": (2500, 3000), "checkpoints": 15,
+                                       "steps": 30, "pgd_batch_size": 512}},
                    defenses={"pgd-at": {"steps": 5}, "ueraser": {"adversarial_epochs": 6}}),
     # REM (Fu et al., ICLR 2022) App. A.4: 40k SGD iterations of batch 128, lr 0.1 decayed x0.1
     # every 16k iterations; ResNet-18 both as the trained model and as the noise surrogate.
