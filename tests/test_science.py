@@ -124,9 +124,9 @@ def test_model_free_poisons_score_far_below_clean(cifar, clean_acc, name):
 
 @pytest.mark.science
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["tap", "sep"])
+@pytest.mark.parametrize("name", ["tap", "sep", "ntga"])
 def test_model_based_poisons_score_far_below_clean(cifar, clean_acc, name):
-    """TAP and SEP at the lab profile's budgets (`ue.profiles.get("lab").generators`)."""
+    """TAP, SEP and NTGA at the lab profile's budgets (`ue.profiles.get("lab").generators`)."""
     train_set, test_set = cifar
     poison = _poison(name, train_set)
     poisoned_acc = _test_acc(poison.as_dataset(), test_set)

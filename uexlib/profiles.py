@@ -58,7 +58,8 @@ _PROFILES = {
                                  **{name: {"iterations": 2, "steps": 2, "eot_samples": 1, "adv_steps": 1}
                                     for name in ("rem", "rem-t", "sem")},
                                  "tap": {"train_iterations": 4, "steps": 2},
-                                 "sep": {"train_iterations": 4, "checkpoints": 2, "steps": 2}},
+                                 "sep": {"train_iterations": 4, "checkpoints": 2, "steps": 2},
+                                 "ntga": {"block_size": 100, "val_size": 50, "steps": 2}},
                      defenses={"pgd-at": {"steps": 1}, "ueraser": {"repeats": 2}}),
     # Measured on 2 CPU cores: clean CIFAR-10 (JPEG copy) test accuracy 64 % in about 55 s.
     "lab": Profile(name="lab", train_per_class=1000, test_per_class=200, model="cnn", width=0.5,
@@ -77,7 +78,9 @@ _PROFILES = {
                                        "pgd_batch_size": 500},
                                # SEP: 10 checkpoints of a 780-iteration run (10 epochs), 10 steps of 1/255.
                                "sep": {"train_iterations": 780, "milestones_iter": (488, 585), "checkpoints": 10,
-                                       "steps": 10, "pgd_batch_size": 500}},
+                                       "steps": 10, "pgd_batch_size": 500},
+                               # NTGA: blocks of 1,000 images against 1,000 held-out ones (REM: 4,000; 10,000).
+                               "ntga": {"block_size": 1000, "val_size": 1000}},
                    # PGD adversarial training with 3 steps of 2 eps / 3 (REM App. A.4: 10 of eps / 5);
                    # UEraser's K-view maximum for the first quarter of training, as its authors' 50 of 200.
                    defenses={"pgd-at": {"steps": 3}, "ueraser": {"adversarial_epochs": 3}}),

@@ -38,6 +38,6 @@ def create(name: str, profile: Profile | str | None = None, **params):
     return GENERATORS.create(name, **params)
 
 
-from . import ar, em, lsp, ops, rem, robustness, sc, sem, sep, tap  # noqa: E402,F401  (each registers itself)
+from . import ar, em, lsp, ntga, ops, rem, robustness, sc, sem, sep, tap  # noqa: E402,F401  (each registers itself)
 
 __all__ = ["GENERATORS", "create", "list_generators", "register"]
