@@ -5,7 +5,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
+import uexlib as ue
 from uexlib import book, cli, results
 
 REPO = Path(__file__).resolve().parent.parent
@@ -154,3 +156,17 @@ def test_side_by_side_cells_show_missing_paper_values_and_missing_runs():
     shown = side_by_side(ours, paper)
     assert shown.loc["clean"].tolist() == ["64.3 (94.7)", "12.0 (-)"]
     assert shown.loc["em"].tolist() == ["", "3.2 (1.0)"]
+
+
+def test_results_and_poisons_name_the_commit_of_the_imported_code(monkeypatch, tiny_set):
+    """A long run must not name a commit made while it ran: the commit is fixed when uexlib is imported."""
+    from uexlib import results, runtime
+    monkeypatch.setattr(runtime, "git_commit", lambda: "moved-on")
+    monkeypatch.setattr(results, "git_commit", lambda: "moved-on", raising=False)
+    row = ue.result_row(experiment="e", paper="none", dataset="d", data_source="s", model="m", attack="clean",
+                        attack_params={}, defense="none", defense_params={}, poison_ratio=0.0, metric="test_acc",
+                        value=1.0, profile="smoke", seed=0, wall_s=0.0)
+    assert row["git_commit"] == runtime.CODE_COMMIT != "moved-on"
+    assert ue.provenance("smoke", 0)["git_commit"] == runtime.CODE_COMMIT
+    poison = ue.Poison.from_perturbation(tiny_set, torch.zeros(40, 3, 16, 16), {"method": "test"})
+    assert poison.metadata["git_commit"] == runtime.CODE_COMMIT

@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from .data import ImageDataset, load_dataset
-from .runtime import VERSION, atomic_path, check_choice, check_float, git_commit
+from .runtime import CODE_COMMIT, VERSION, atomic_path, check_choice, check_float
 
 FORMAT_VERSION = 2
 # Metadata keys that record how a run went, not what it made; dropped at any depth before hashing.
@@ -109,7 +109,7 @@ class Poison:
         images = quantize(dataset.images, delta_cpu[dataset.labels] if classwise else delta_cpu)
         defaults = {"dataset": {"name": dataset.name, "split": dataset.split, "source": dataset.source,
                                 "fingerprint": dataset.fingerprint(), "size": len(dataset)},
-                    "uexlib_version": VERSION, "git_commit": git_commit(), "device": str(delta.device)}
+                    "uexlib_version": VERSION, "git_commit": CODE_COMMIT, "device": str(delta.device)}
         # Class-wise noise is kept as generated (cloned: the caller's tensor may change later);
         # sample-wise noise is replaced by what the uint8 images really carry.
         kept = delta_cpu.clone() if classwise else _published_delta(images, dataset.images)

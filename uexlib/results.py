@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .runtime import REPO_ROOT, VERSION, atomic_path, git_commit
+from .runtime import CODE_COMMIT, REPO_ROOT, VERSION, atomic_path
 
 
 def device_name() -> str:
@@ -21,7 +21,7 @@ def device_name() -> str:
 
 def provenance(profile: str, seed: int) -> dict:
     """Columns every results row carries: profile, seed, library version, commit, device, time."""
-    return {"profile": profile, "seed": seed, "uexlib_version": VERSION, "git_commit": git_commit(),
+    return {"profile": profile, "seed": seed, "uexlib_version": VERSION, "git_commit": CODE_COMMIT,
             "device": device_name(), "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -39,7 +39,8 @@ PAPERS = ("rem", "sem", "thesis", "st", "dvae", "none")
 
 
 def result_row(**fields) -> dict:
-    """One measured cell in :data:`SCHEMA`; ``device`` and ``git_commit`` are filled in.
+    """One measured cell in :data:`SCHEMA`; ``device`` and ``git_commit`` (the commit of the code this
+    process imported, :data:`uexlib.runtime.CODE_COMMIT`) are filled in.
 
     ``attack_params`` / ``defense_params`` may be dicts (written as JSON, radii as floats on
     the [0, 1] scale); ``table`` and ``paper_value`` may be left out (empty).
@@ -49,7 +50,7 @@ def result_row(**fields) -> dict:
     unknown = sorted(set(fields) - set(SCHEMA))
     if unknown:
         raise ValueError(f"unknown results column(s) {unknown}; the schema is: {', '.join(SCHEMA)}")
-    row = {"table": "", "paper_value": None, "device": device_name(), "git_commit": git_commit(), **fields}
+    row = {"table": "", "paper_value": None, "device": device_name(), "git_commit": CODE_COMMIT, **fields}
     missing = [c for c in SCHEMA if c not in row]
     if missing:
         raise ValueError(f"results row lacks {', '.join(missing)}")

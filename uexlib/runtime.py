@@ -81,6 +81,11 @@ def git_commit() -> str:
         return "unknown"
 
 
+# The commit of the code this process imported: what produced every result and artifact it writes,
+# even if the checkout moves on while it runs (a long notebook, a long generation).
+CODE_COMMIT = git_commit()
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
