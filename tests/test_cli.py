@@ -7,7 +7,7 @@ from uexlib import cli
 @pytest.mark.parametrize("argv, message", [
     (["train", "--profile", "smoke", "--model", "resnet19"], "--model must be one of"),
     (["train", "--profile", "smoke", "--poison", "missing.npz"], "does not exist"),
-    (["poison", "emm", "--profile", "smoke", "--out", "x.npz"], "unknown generator 'emm'; available: em"),
+    (["poison", "emm", "--profile", "smoke", "--out", "x.npz"], "unknown generator 'emm'; available: ar, em"),
     (["poison", "em", "--profile", "smoke", "--out", "x.txt"], "must be a path ending in .npz"),
     (["poison", "em", "--profile", "smoke", "--out", "x.npz", "-p", "eps", "8"], "did you mean 8/255"),
     (["poison", "em", "--profile", "smoke", "--out", "x.npz", "-p", "foo", "3"],
