@@ -250,19 +250,30 @@ def shrink_to_budget(clean: torch.Tensor, delta: torch.Tensor, norm: str, eps: f
                      tries: int = 20) -> torch.Tensor:
     """``delta`` scaled down per sample until its published (8-bit rounded) form is within budget.
 
-    Rounding to 8-bit images adds up to half a level per pixel, which can push an L2 or L1 norm
-    that was exactly ``eps`` past it; each try shrinks the offending samples by the excess.
+    Rounding to 8-bit images adds up to half a level per pixel, which can push a norm that was
+    exactly ``eps`` past it; each try shrinks the offending samples by the excess.
     """
-    order = {"l2": 2.0, "l1": 1.0}[norm]
+    order = {"linf": float("inf"), "l2": 2.0, "l1": 1.0}[norm]
     delta = delta.detach().to("cpu", torch.float32).clone()
     for _ in range(tries):
         published = _published_delta(quantize(clean, delta), clean)
         norms = torch.linalg.vector_norm(published.flatten(1).double(), ord=order, dim=1)
-        over = norms > eps
+        over = norms > eps + 1e-6 * max(1.0, eps)       # check_budget's tolerance
         if not over.any():
             return delta
         delta[over] *= (eps / norms[over] * (1 - 1e-3)).float().view(-1, *[1] * (delta.ndim - 1))
     raise ValueError(f"could not fit the published perturbation into the {norm} budget {eps:g}")
+
+
+def scale_to_budget(clean: torch.Tensor, noise: torch.Tensor, norm: str, eps: float) -> torch.Tensor:
+    """Every sample of ``noise`` scaled to ``norm`` exactly ``eps`` (in float64, then float32), shrunk
+    where 8-bit rounding would push it past (:func:`shrink_to_budget`), and checked."""
+    order = {"linf": float("inf"), "l2": 2.0, "l1": 1.0}[norm]
+    noise = noise.double()
+    norms = torch.linalg.vector_norm(noise.flatten(1), ord=order, dim=1).clamp_min(1e-12)
+    delta = shrink_to_budget(clean, (eps * noise / norms.view(-1, *[1] * (noise.ndim - 1))).float(), norm, eps)
+    check_budget(delta, norm, eps)
+    return delta
 
 
 def quantize(clean: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:

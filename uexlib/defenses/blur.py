@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import torch
 
-from ..runtime import check_int
 from . import DEFENSES
 from .base import Defense, StepContext
 from .lowpass import check_lowpass, lowpass
@@ -30,7 +29,6 @@ class GaussianFilter(Defense):
     """Gaussian filter of standard deviation ``sigma`` pixels over ``kernel`` x ``kernel`` (ST: 1.5, 5)."""
 
     def __init__(self, sigma: float = 1.5, kernel: int = 5):
-        check_int("kernel", kernel, low=3)
         check_lowpass("gaussian", kernel, sigma)
         self.params = {"sigma": sigma, "kernel": kernel}
 

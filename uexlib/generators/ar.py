@@ -25,7 +25,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ..artifacts import Poison, check_budget, shrink_to_budget
+from ..artifacts import Poison, scale_to_budget
 from ..data import ImageDataset
 from ..runtime import check_float, check_int
 from . import register
@@ -117,9 +117,7 @@ class AutoregressivePerturbations:
         for k, coefficients in enumerate(processes):
             rows = (dataset.labels == k).nonzero().flatten()
             noise[rows] = ar_fields(coefficients, len(rows), h, w, gen)
-        delta = (p["eps"] * noise / noise.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)).float()
-        delta = shrink_to_budget(dataset.images, delta, "l2", p["eps"])
-        check_budget(delta, "l2", p["eps"])
+        delta = scale_to_budget(dataset.images, noise, "l2", p["eps"])
         metadata = {"method": "ar", "params": p, "norm": "l2", "radius": p["eps"], "seed": p["seed"],
                     "coefficients": [t.tolist() for t in processes],
                     "wall_s": time.perf_counter() - started, "device": "cpu"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 
-from ..artifacts import Poison, check_budget, shrink_to_budget
+from ..artifacts import Poison, scale_to_budget
 from ..data import ImageDataset
 from ..runtime import check_float, check_int
 from . import register
@@ -41,11 +41,8 @@ class LinearlySeparablePerturbations:
         p = self.params
         started = time.perf_counter()
         radius = p["eps"] if p["eps"] is not None else math.sqrt(math.prod(dataset.shape)) * 6 / 255
-        noise = synthetic_noise(dataset, p["patch"], p["class_sep"], p["seed"]).double()
-        # In float64, so that rounding to float32 afterwards keeps every norm within the budget.
-        delta = (radius * noise / noise.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)).float()
-        delta = shrink_to_budget(dataset.images, delta, "l2", radius)     # 8-bit rounding stays inside
-        check_budget(delta, "l2", radius)
+        noise = synthetic_noise(dataset, p["patch"], p["class_sep"], p["seed"])
+        delta = scale_to_budget(dataset.images, noise, "l2", radius)
         metadata = {"method": "lsp", "params": {**p, "eps": radius}, "norm": "l2", "radius": radius,
                     "seed": p["seed"], "wall_s": time.perf_counter() - started, "device": "cpu"}
         return Poison.from_perturbation(dataset, delta, metadata, classwise=False)

@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from ..artifacts import Poison, check_budget
+from ..artifacts import Poison, scale_to_budget
 from ..data import ImageDataset
 from ..runtime import check_eps, check_float, check_int
 from . import register
@@ -91,8 +91,7 @@ class SyntheticShortcuts:
         p = self.params
         started = time.perf_counter()
         noise = synthetic_noise(dataset, p["patch"], p["class_sep"], p["seed"])
-        delta = p["eps"] * noise / noise.flatten(1).abs().amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        check_budget(delta, "linf", p["eps"])
+        delta = scale_to_budget(dataset.images, noise, "linf", p["eps"])
         metadata = {"method": "sc", "params": p, "norm": "linf", "radius": p["eps"], "seed": p["seed"],
                     "wall_s": time.perf_counter() - started, "device": "cpu"}
         return Poison.from_perturbation(dataset, delta, metadata, classwise=False)
