@@ -132,3 +132,35 @@ def test_model_based_poisons_score_far_below_clean(cifar, clean_acc, name):
     poisoned_acc = _test_acc(poison.as_dataset(), test_set)
     print(f"clean {clean_acc:.1f} %, {name} {poisoned_acc:.1f} %, {poison.metadata['wall_s']:.0f} s")
     assert poisoned_acc <= clean_acc - 25
+
+
+@pytest.mark.science
+@pytest.mark.slow
+def test_acm_is_higher_after_training_on_em_than_on_clean_data(cifar):
+    """ST Sec. 3.2 / Fig. 2(c): a model trapped by EM noise clusters its training data tightly, so its
+    ACM on 100 training images per class exceeds that of a model trained on clean data."""
+    train_set, test_set = cifar
+    poison = _poison("em", train_set, mode="samplewise")
+    exp = ue.Experiment(profile=LAB, train_set=train_set, test_set=test_set, seed=0, device="cpu")
+    values = {}
+    for label, data in (("clean", train_set), ("em", poison.as_dataset())):
+        model = exp.train(data, progress=False).model
+        subset = ue.subset_per_class(data, 100, seed=0)
+        values[label] = ue.acm.model_acm(model, subset.images.float() / 255, subset.labels)
+    print(f"ACM after training on clean data {values['clean']:.3g}, on EM data {values['em']:.3g}")
+    assert values["em"] > values["clean"]
+
+
+@pytest.mark.science
+@pytest.mark.slow
+def test_staged_training_recovers_accuracy_on_em(cifar):
+    """ST (Hu et al. 2023, Table 1) against sample-wise EM at `lab` scale: at least 20 points of clean
+    test accuracy over natural training on the poison."""
+    train_set, test_set = cifar
+    poison = _poison("em", train_set, mode="samplewise")
+    exp = ue.Experiment(profile=LAB, train_set=train_set, test_set=test_set, seed=0, device="cpu")
+    plain = exp.train(poison.as_dataset(), progress=False).test_acc
+    staged = exp.train(poison.as_dataset(), defense=exp.defense("st"), progress=False)
+    print(f"EM sample-wise: natural training {plain:.1f} %, ST {staged.test_acc:.1f} %")
+    print(staged.history[["epoch", "test_acc", "acm", "tau", "rollback"]].to_string())
+    assert staged.test_acc >= plain + 20

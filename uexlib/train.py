@@ -142,9 +142,17 @@ class Trainer:
         with autocast(self.device):
             return self.step_model(x.contiguous(memory_format=torch.channels_last))
 
+    def schedule_factor(self, step: int, span_steps: int) -> float:
+        """This trainer's schedule at ``step`` of a run of ``span_steps`` steps (the whole run or a
+        phase of it; multistep milestones are scaled to the span)."""
+        milestones = tuple(int(m * span_steps / self.total_steps) for m in self.milestones)
+        return lr_multiplier(self.schedule, step, span_steps, self.steps_per_epoch,
+                             math.ceil(span_steps / self.steps_per_epoch), milestones, self.lr_decay)
+
     def _set_lr(self) -> None:
-        factor = lr_multiplier(self.schedule, self.steps_done, self.total_steps, self.steps_per_epoch,
-                               self.epochs, self.milestones, self.lr_decay)
+        factor = self.defense.lr_multiplier(self)
+        if factor is None:
+            factor = self.schedule_factor(self.steps_done, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = self.base_lr * factor * group["lr_factor"]
 
@@ -193,8 +201,9 @@ def train(model: torch.nn.Module, train_set: ImageDataset, test_set: ImageDatase
     (REM App. A.4: 16k and 32k of 40k). With ``select_best``, the weights of the epoch with the
     best ``val_set`` accuracy are returned (thesis App. A.1). ``defense`` attaches a training-time
     defense; one that holds out a validation set of its own (``early-stop``) trains on the rest,
-    selects on it and may end training early. With ``checkpoint``, state is saved atomically after every epoch and a rerun with the
-    same arguments and defense resumes from it, giving the same history as an uninterrupted run.
+    selects on it and may end training early. With ``checkpoint``, state is saved atomically after
+    every epoch and a rerun with the same arguments and defense resumes from it, giving the same
+    history as an uninterrupted run.
     """
     if (epochs is None) == (iterations is None):
         raise ValueError(f"give exactly one of epochs or iterations, got epochs={epochs}, iterations={iterations}")
@@ -235,6 +244,7 @@ def train(model: torch.nn.Module, train_set: ImageDataset, test_set: ImageDatase
               "momentum": momentum, "weight_decay": weight_decay, "nesterov": nesterov, "schedule": schedule,
               "milestones": trainer.milestones, "lr_decay": lr_decay, "augment": augment, "seed": seed,
               "train": train_set.fingerprint(), "select_best": select_best, "defense": trainer.defense.key()}
+    trainer.defense.start(trainer, train_set, seed)
     rows, start_epoch, best = [], 0, {"acc": -1.0, "epoch": None, "state": None}
     if checkpoint is not None and Path(checkpoint).is_file():
         state = torch.load(checkpoint, map_location=dev, weights_only=False)

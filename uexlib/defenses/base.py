@@ -49,6 +49,8 @@ class Defense:
     * :meth:`param_groups` splits the parameters into groups with an ``lr_factor`` that
       multiplies the schedule (staged training changes the factors in place at epoch ends;
       groups are built once);
+    * :meth:`start` sees the trainer and the training set once before the first epoch, and
+      :meth:`lr_multiplier` may replace the trainer's schedule (staged training's phases);
     * :meth:`on_epoch_end` computes metrics for the history row (and may roll the model back);
     * :meth:`hold_out` may keep part of the training set back as the defense's own validation
       set, and :meth:`stop` may end training after an epoch (early stopping);
@@ -74,8 +76,15 @@ class Defense:
         """``[{"params": [...], "lr_factor": 1.0}, ...]``, or None for one group."""
         return None
 
+    def start(self, trainer: "Trainer", train_set: "ImageDataset", seed: int) -> None:
+        """Called by :func:`~uexlib.train` once the trainer is built, before a checkpoint is resumed."""
+
+    def lr_multiplier(self, trainer: "Trainer") -> float | None:
+        """The schedule's factor at ``trainer.steps_done``; None keeps the trainer's own schedule."""
+        return None
+
     def on_epoch_end(self, trainer: "Trainer", epoch: int) -> dict:
-        """Extra history columns for this epoch (numbers or short strings)."""
+        """Extra history columns for this epoch (numbers, short strings or tuples of numbers)."""
         return {}
 
     def hold_out(self, train_set: "ImageDataset", seed: int) -> tuple["ImageDataset", "ImageDataset | None"]:
