@@ -166,3 +166,25 @@ def test_bad_layer_or_too_short_budget_fail_before_training(small_cifar):
         ue.train(_model(), train_set, epochs=1, defense=ue.defenses.create("st"), **KW)
     with pytest.raises(ValueError, match="leaves no epoch"):
         ue.train(_model(), train_set, epochs=1, defense=ue.defenses.create("st-full", acm_per_class=5), **KW)
+
+
+def test_transplanted_layers_are_copied_and_frozen():
+    source, target = _model(seed=0), _model(seed=1)
+    names = ue.defenses.staged.transplant_layers(source, target, "shallow", 2)
+    assert names == ["features.0", "features.4"]
+    assert torch.equal(target.features[0].weight, source.features[0].weight)
+    assert torch.equal(target.features[1].running_mean, source.features[1].running_mean)
+    assert not target.features[0].weight.requires_grad and target.features[7].weight.requires_grad
+    assert not torch.equal(target.features[7].weight, source.features[7].weight)
+    deep = ue.defenses.staged.transplant_layers(source, _model(seed=2), "deep", 1)
+    assert deep == ["fc"]
+    with pytest.raises(ValueError, match="count"):
+        ue.defenses.staged.transplant_layers(source, _model(), "deep", 6)
+    with pytest.raises(ValueError, match="which"):
+        ue.defenses.staged.transplant_layers(source, _model(), "middle", 1)
+
+
+def test_tsne_is_seeded():
+    features = torch.randn(60, 8, generator=torch.Generator().manual_seed(0))
+    first = ue.acm.tsne(features, seed=0)
+    assert first.shape == (60, 2) and torch.equal(first, ue.acm.tsne(features, seed=0))

@@ -124,3 +124,14 @@ def gradient_magnitude(model: nn.Module, images: torch.Tensor, labels: torch.Ten
     finally:
         model.train(was_training)
     return float((total / len(images)).abs().mean())
+
+
+def tsne(features: torch.Tensor, seed: int = 0, perplexity: float = 30.0) -> torch.Tensor:
+    """2-D t-SNE embedding (N, 2) of ``features`` (N, D), seeded (scikit-learn's ``TSNE``, ST Fig. 3)."""
+    try:
+        from sklearn.manifold import TSNE
+    except ImportError:
+        raise ImportError("t-SNE needs scikit-learn: pip install scikit-learn") from None
+    points = TSNE(n_components=2, perplexity=min(perplexity, (len(features) - 1) / 3), init="pca",
+                  random_state=seed).fit_transform(features.detach().cpu().double().numpy())
+    return torch.from_numpy(points)

@@ -87,3 +87,52 @@ def correlations(table: pd.DataFrame, x_columns: dict[str, str], y: str, y_label
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+
+_LABELS = {"train_acc": "train accuracy (%)", "test_acc": "clean test accuracy (%)", "acm": "ACM on D^s",
+           "gmv": "GMV (first layer)"}
+
+
+def epoch_metrics(histories: dict[str, pd.DataFrame], metrics: tuple[str, ...] = ("test_acc", "acm"),
+                  log_scale: tuple[str, ...] = ("acm", "gmv"), gamma: float | None = None, title: str = ""):
+    """One panel per history column in ``metrics`` against the epoch, one colour per run.
+
+    Epochs a staged run rolled back are marked with a cross; ``gamma`` draws ST's threshold on the
+    ``acm`` panel. Columns in ``log_scale`` get a log axis.
+    """
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(6.4, 1.2 + 2.0 * len(metrics)), sharex=True, squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (label, history), colour in zip(histories.items(), colours):
+        epochs = history["epoch"] + 1
+        undone = history["rollback"].astype(bool) if "rollback" in history else None
+        for ax, metric in zip(axes[:, 0], metrics):
+            if metric not in history:
+                continue
+            ax.plot(epochs, history[metric], "-o", ms=3, color=colour, label=label)
+            if undone is not None and undone.any():
+                ax.plot(epochs[undone], history[metric][undone], "x", ms=9, mew=2, color=colour)
+    for ax, metric in zip(axes[:, 0], metrics):
+        ax.set(ylabel=_LABELS.get(metric, metric), yscale="log" if metric in log_scale else "linear")
+        if metric == "acm" and gamma is not None and 0 < gamma < float("inf"):
+            ax.axhline(gamma, color="0.3", ls=":", label=f"gamma = {gamma:g}")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_title(title)
+    axes[-1, 0].set_xlabel("epoch")
+    axes[0, 0].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def scatter_2d(panels: dict[str, tuple[torch.Tensor, torch.Tensor]], class_names: tuple[str, ...] = ()):
+    """Side-by-side 2-D embeddings (t-SNE), points coloured by class: ``{title: (points (N, 2), labels)}``."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), squeeze=False)
+    for ax, (title, (points, labels)) in zip(axes[0], panels.items()):
+        cloud = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=5, vmin=-0.5, vmax=9.5)
+        ax.set(title=title, xticks=[], yticks=[])
+    if class_names:
+        handles = [plt.Line2D([], [], ls="", marker="o", color=cloud.cmap(cloud.norm(i)))
+                   for i in range(len(class_names))]
+        fig.legend(handles, class_names, fontsize=8, loc="center right")
+        fig.subplots_adjust(right=0.86)
+    return fig

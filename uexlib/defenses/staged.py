@@ -49,7 +49,7 @@ from ..acm import gradient_magnitude, model_acm
 from ..color import color_gray
 from ..data import subset_per_class
 from ..registry import with_defaults
-from ..runtime import check_float, check_int
+from ..runtime import check_choice, check_float, check_int
 from . import DEFENSES
 from .base import Defense, StepContext
 
@@ -60,22 +60,46 @@ if TYPE_CHECKING:
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)
 
 
+def _layer_modules(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
+    """Weight-owning modules in registration order, each with the normalization modules after it."""
+    units: list[tuple[str, list[nn.Module]]] = []
+    for name, module in model.named_modules():
+        if not any(True for _ in module.parameters(recurse=False)):
+            continue
+        if isinstance(module, _NORMS) and units:
+            units[-1][1].append(module)
+        else:
+            units.append((name, [module]))
+    return units
+
+
 def layer_units(model: nn.Module) -> list[tuple[str, list[nn.Parameter]]]:
     """The model's layers for eq. 7: ``(name, parameters)`` of each weight-owning module, input side
     first; normalization parameters join the preceding layer. Every parameter is in one unit."""
-    units: list[tuple[str, list[nn.Parameter]]] = []
-    for name, module in model.named_modules():
-        own = [p for p in module.parameters(recurse=False)]
-        if not own:
-            continue
-        if isinstance(module, _NORMS) and units:
-            units[-1][1].extend(own)
-        else:
-            units.append((name, own))
+    units = [(name, [p for module in modules for p in module.parameters(recurse=False)])
+             for name, modules in _layer_modules(model)]
     if sum(len(params) for _, params in units) != len(list(model.parameters())):
         raise ValueError(f"{type(model).__name__} shares parameters between modules; staged training needs "
                          "each parameter in one layer")
     return units
+
+
+def transplant_layers(source: nn.Module, target: nn.Module, which: str, count: int) -> list[str]:
+    """ST Insight 2 (Sec. 3.1, Fig. 2): copy the first (``which="shallow"``) or last (``"deep"``)
+    ``count`` layers of ``source`` into ``target`` (the same architecture) and freeze their
+    parameters; returns the layers' names. Their batch-norm statistics still follow the data."""
+    check_choice("which", which, ("shallow", "deep"))
+    src, dst = _layer_modules(source), _layer_modules(target)
+    if [name for name, _ in src] != [name for name, _ in dst]:
+        raise ValueError("source and target must have the same architecture")
+    check_int("count", count, low=1, high=len(dst) - 1)
+    chosen = range(count) if which == "shallow" else range(len(dst) - count, len(dst))
+    for index in chosen:
+        for from_module, to_module in zip(src[index][1], dst[index][1]):
+            to_module.load_state_dict(from_module.state_dict())
+            for param in to_module.parameters(recurse=False):
+                param.requires_grad_(False)
+    return [dst[index][0] for index in chosen]
 
 
 def alpha(i: int, layers: int, beta: float, tau: int) -> float:
