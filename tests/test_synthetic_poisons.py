@@ -82,6 +82,8 @@ def test_bad_arguments_are_named(name, params, match):
 def test_seedless_ops_runs_from_the_experiment_and_the_command_line(tiny_set, tmp_path, data_root, monkeypatch):
     exp = ue.Experiment(profile=ue.profiles.get("smoke"), train_set=tiny_set, test_set=tiny_set, seed=3)
     assert exp.generator("ops").generate(tiny_set).metadata["seed"] is None
+    # An experiment passes progress= to every generator alike; the instant ones have no bar to show.
+    assert exp.generator("sc", progress=False).generate(tiny_set).metadata["method"] == "sc"
     monkeypatch.setenv("UEX_DATA_ROOT", str(data_root))
     from uexlib import cli
     assert cli.main(["poison", "ops", "--profile", "smoke", "--out", str(tmp_path / "ops.npz")]) == 0

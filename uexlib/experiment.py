@@ -41,10 +41,13 @@ class Experiment:
     def generator(self, name: str, **params):
         """The generator ``name`` with this profile's surrogate and budget and this seed; ``params`` win.
 
-        The seed and device go to generators that take them (``ops`` has no randomness).
+        The seed and device go to generators that take them (``ops`` has no randomness), and so
+        does ``progress`` (the model-free generators finish in seconds and show no bar).
         """
         accepted = generators.GENERATORS.defaults(name)
         own = {k: v for k, v in {"seed": self.seed, "device": self.device}.items() if k in accepted}
+        if "progress" in params and "progress" not in accepted:
+            params = {k: v for k, v in params.items() if k != "progress"}
         return generators.create(name, profile=self.profile, **{**own, **params})
 
     def defense(self, name: str, **params) -> Defense:
