@@ -87,8 +87,9 @@ def test_generator_contract_on_a_tiny_set(name, tiny_set):
 
 
 # What the 10-image classes of tiny_set need: staged training's D^s must fit in a class, and
-# ST-Full's two phases need two epochs.
-_TINY = {"st": {"acm_per_class": 5}, "st-cg": {"acm_per_class": 5}, "st-full": {"acm_per_class": 5}}
+# ST-Full's two phases need two epochs; the VAEs are cut to one small epoch.
+_TINY = {"st": {"acm_per_class": 5}, "st-cg": {"acm_per_class": 5}, "st-full": {"acm_per_class": 5},
+         **{name: {"epochs": 1, "width": 0.25, "progress": False} for name in ("vae", "dvae")}}
 
 
 @pytest.mark.parametrize("name", defenses.names())
@@ -104,7 +105,7 @@ def test_defense_contract(name, tiny_set):
 @pytest.mark.parametrize("name", defenses.purifier_names())
 def test_purifier_contract(name, tiny_set):
     before = tiny_set.images.clone()
-    purified = defenses.create_purifier(name).apply(tiny_set)
+    purified = defenses.create_purifier(name, **_TINY.get(name, {})).apply(tiny_set)
     json.dumps(defenses.create_purifier(name).key())
     assert isinstance(purified, ue.ImageDataset) and purified.images.dtype == torch.uint8
     assert purified.images.shape == tiny_set.images.shape and torch.equal(purified.labels, tiny_set.labels)

@@ -133,12 +133,12 @@ def cmd_defend(args) -> int:
     if args.method is None:
         raise ValueError("give a defense name or --list")
     params = _params(args.param)
+    # The profile's settings for the method (e.g. lab's PGD steps, its VAE epochs), overridden by -p.
+    fixed = profiles.get(args.profile).defenses.get(args.method, {})
     if args.method in defenses.DEFENSES:
-        # The profile's settings for the defense (e.g. lab's PGD steps), overridden by -p.
-        fixed = profiles.get(args.profile).defenses.get(args.method, {})
         defense, purifier = defenses.create(args.method, **{**fixed, **params}), None
     elif args.method in defenses.PURIFIERS:
-        defense, purifier = None, defenses.create_purifier(args.method, **params)
+        defense, purifier = None, defenses.create_purifier(args.method, **{**fixed, **params})
     else:
         raise ValueError(f"unknown defense {args.method!r}; available: "
                          f"{', '.join(defenses.names() + defenses.purifier_names())}")

@@ -15,7 +15,7 @@ import torch
 
 from . import generators, models, profiles
 from .data import ImageDataset, load_dataset
-from .defenses import DEFENSES, Defense
+from .defenses import DEFENSES, PURIFIERS, Defense, Purifier
 from .profiles import Profile
 from .registry import ParameterError
 from .runtime import check_int
@@ -58,6 +58,17 @@ class Experiment:
         except ParameterError as error:
             raise ParameterError(f"profile {self.profile.name!r}: {error}") from None
         return DEFENSES.create(name, **{**settings, **params})
+
+    def purifier(self, name: str, **params) -> Purifier:
+        """The purifier ``name`` with this profile's settings for it and this seed; ``params`` win."""
+        settings = dict(self.profile.defenses.get(name, {}))
+        accepted = PURIFIERS.defaults(name)
+        own = {k: v for k, v in {"seed": self.seed, "device": self.device}.items() if k in accepted}
+        try:
+            PURIFIERS.check_params(name, settings)
+        except ParameterError as error:
+            raise ParameterError(f"profile {self.profile.name!r}: {error}") from None
+        return PURIFIERS.create(name, **{**own, **settings, **params})
 
     def budget(self, **overrides) -> dict:
         """Keyword arguments of :func:`uexlib.train` for this profile, with ``overrides``."""

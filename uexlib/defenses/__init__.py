@@ -43,7 +43,8 @@ class NoDefense(Defense):
 
 # noqa below: each module registers its defenses or purifiers on import.
 from . import (adversarial, autoaugment, bdr, blur, cg, coarse_dropout, cutout, dropout,  # noqa: E402,F401
-               early_stop, gaussian_noise, grayscale, iss, jpeg, lfu, lowpass, mix, staged, ueraser)
+               early_stop, gaussian_noise, grayscale, iss, jpeg, lfu, lowpass, mix, staged, ueraser,
+               vae)
 
 __all__ = ["DEFENSES", "PURIFIERS", "Defense", "NoDefense", "Purifier", "StepContext", "create",
            "create_purifier", "names", "purifier_names"]
