@@ -83,6 +83,10 @@ def test_trained_models_are_cached_by_parameters_and_resume(tiny_set, tmp_path):
     assert torch.equal(reused.apply(tiny_set).images, out.images) and "vae" not in reused.history
     VAEPurifier(epochs=3, cache_dir=tmp_path, **SMALL).fit(tiny_set)           # other parameters: its own file
     assert len(list(tmp_path.glob("*.pt"))) == 2
+    shared = tmp_path / "dvae"
+    DisentanglingVAEPurifier(epochs=1, cache_dir=shared, **SMALL).fit(tiny_set)
+    ablated = DisentanglingVAEPurifier(epochs=1, cache_dir=shared, ablation="no_i3", **SMALL).fit(tiny_set)
+    assert len(list(shared.glob("*.pt"))) == 2 and ablated.history == {}       # both stages reused
 
     # An interrupted run leaves a per-epoch checkpoint that the rerun resumes from.
     resumed_dir = tmp_path / "resume"

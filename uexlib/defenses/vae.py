@@ -138,7 +138,9 @@ class _VAEPurifierBase(Purifier):
         """Train a fresh model on ``data``; with ``cache_dir``, reuse a finished one with the same key and
         resume an unfinished one from its per-epoch checkpoint."""
         p, dev = self.params, self.device
-        key = _cache_key(stage, {k: v for k, v in p.items() if k != "cache_dir"}, data)
+        # A stage's model depends on its training set and settings, not on what is done with it later:
+        # Table 7's ablations share the models they have in common.
+        key = _cache_key(stage, {k: v for k, v in p.items() if k not in ("cache_dir", "ablation")}, data)
         final = Path(p["cache_dir"]) / f"{type(self).__name__.lower()}_{stage}_{key}.pt" if p["cache_dir"] else None
         partial = final.with_suffix(".partial.pt") if final is not None else None
         torch.manual_seed(p["seed"])
