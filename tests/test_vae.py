@@ -145,3 +145,12 @@ def test_an_experiment_gives_purifiers_its_profile_settings_and_seed(tiny_set):
     assert purifier.params["epochs"] == 1 and purifier.params["seed"] == 4
     assert purifier.params["kld_limits"] == [0.5, 2.0]
     assert exp.purifier("grayscale").params == {}
+
+
+def test_psnr_by_hand():
+    reference = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    noisy = reference.clone()
+    noisy[0] += 5                                               # MSE 25: 10 log10(255^2 / 25) = 34.15 dB
+    assert ue.quality.psnr(noisy, reference) == pytest.approx((10 * math.log10(255 ** 2 / 25) + 100) / 2)
+    with pytest.raises(ValueError, match="same shape"):
+        ue.quality.psnr(noisy[:1], reference)
