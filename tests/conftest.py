@@ -29,3 +29,16 @@ def tiny_set() -> ue.ImageDataset:
     images = torch.randint(0, 256, (40, 3, 16, 16), dtype=torch.uint8, generator=gen)
     return ue.ImageDataset(images=images, labels=torch.arange(40) % 4, classes=("a", "b", "c", "d"),
                            name="tiny", split="train", source="synthetic")
+
+
+@pytest.fixture(scope="session")
+def small_cifar(data_root):
+    """20 real CIFAR-10 training images per class and 10 test images per class."""
+    return (ue.load_dataset("cifar10", "train", data_root, per_class=20),
+            ue.load_dataset("cifar10", "test", data_root, per_class=10))
+
+
+def small_cnn(seed: int = 0) -> torch.nn.Module:
+    """The lab CNN at a quarter width, initialized from ``seed``."""
+    torch.manual_seed(seed)
+    return ue.models.create("cnn", 10, 3, width=0.25)

@@ -3,9 +3,9 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 import uexlib as ue
+from conftest import small_cnn
 from uexlib.acm import acm, activations, gradient_magnitude, penultimate_layer
 from uexlib.defenses.staged import alpha, layer_units
 
@@ -56,15 +56,8 @@ def test_layers_are_weight_modules_with_their_norms():
     assert sum(len(params) for _, params in units) == len(list(model.parameters()))
 
 
-@pytest.fixture(scope="module")
-def small_cifar(data_root):
-    return (ue.load_dataset("cifar10", "train", data_root, per_class=20),
-            ue.load_dataset("cifar10", "test", data_root, per_class=10))
-
-
 def _model(seed=0):
-    torch.manual_seed(seed)
-    return ue.models.create("cnn", 10, 3, width=0.25)
+    return small_cnn(seed)
 
 
 KW = dict(batch_size=32, lr=0.05, schedule="cosine", seed=1, progress=False)

@@ -3,21 +3,15 @@ import torch
 import torch.nn.functional as F
 
 import uexlib as ue
+from conftest import small_cnn
 from uexlib.defenses import Defense
 from uexlib.train import lr_multiplier
 
 COLUMNS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_acc", "test_loss"]
 
 
-@pytest.fixture(scope="module")
-def small_cifar(data_root):
-    return (ue.load_dataset("cifar10", "train", data_root, per_class=20),
-            ue.load_dataset("cifar10", "test", data_root, per_class=10))
-
-
 def _model(seed=0):
-    torch.manual_seed(seed)
-    return ue.models.create("cnn", 10, 3, width=0.25)
+    return small_cnn(seed)
 
 
 class Crash(Defense):

@@ -65,7 +65,9 @@ _PROFILES = {
                                "st": {"acm_per_class": 10}, "st-cg": {"acm_per_class": 10},
                                "st-full": {"acm_per_class": 10, "finetune_fraction": 0.0},
                                **{name: {"epochs": 1, "width": 0.25, "latent_channels": 16}
-                                  for name in ("vae", "dvae")}}),
+                                  for name in ("vae", "dvae")},
+                               "avatar": {"epochs": 1, "width": 0.125, "clean_per_class": 20, "steps": 100,
+                                          "t_star": 10}}),
     # Measured on 2 CPU cores: clean CIFAR-10 (JPEG copy) test accuracy 64 % in about 55 s.
     "lab": Profile(name="lab", train_per_class=1000, test_per_class=200, model="cnn", width=0.5,
                    epochs=10, iterations=None, batch_size=128, lr=0.05, schedule="onecycle",

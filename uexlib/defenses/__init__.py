@@ -42,7 +42,7 @@ class NoDefense(Defense):
 
 
 # noqa below: each module registers its defenses or purifiers on import.
-from . import (adversarial, autoaugment, bdr, blur, cg, coarse_dropout, cutout, dropout,  # noqa: E402,F401
+from . import (adversarial, autoaugment, avatar, bdr, blur, cg, coarse_dropout, cutout, dropout,  # noqa: E402,F401
                early_stop, gaussian_noise, grayscale, iss, jpeg, lfu, lowpass, mix, staged, ueraser,
                vae)
 

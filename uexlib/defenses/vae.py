@@ -32,25 +32,22 @@ rounded to 8 bits (their code truncates).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..attacks import autocast
-from ..data import DeviceLoader, ImageDataset
+from ..data import ImageDataset
 from ..models.layers import scale_channels
 from ..models.resnet import BasicBlock
-from ..runtime import atomic_torch_save, check_choice, check_float, check_int, generator
+from ..runtime import check_choice, check_float, check_int, generator
 from ..runtime import device as pick_device
 from . import PURIFIERS
 from .base import Purifier, to_uint8
+from .generative import train_generative
 
 # Table 7's ablations of Alg. 1 (see DisentanglingVAEPurifier).
 ABLATIONS = ("none", "no_stage1", "no_i2", "no_stage2", "no_i3", "stage1_reconstruct")
@@ -113,11 +110,6 @@ def vae_loss(x, x_hat, p_hat, kld, kld_limit: float, kl_weight: float) -> torch.
     return loss + kl_weight * torch.clamp(kld, min=kld_limit)
 
 
-def _cache_key(stage: str, params: dict, train_set: ImageDataset) -> str:
-    blob = json.dumps({"stage": stage, "params": params, "train": train_set.fingerprint()}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 class _VAEPurifierBase(Purifier):
     """Shared training, caching and inference of :class:`RateConstrainedVAE` models."""
 
@@ -135,58 +127,26 @@ class _VAEPurifierBase(Purifier):
             raise ValueError(f"cache_dir must be a folder path or None, got {cache_dir!r}")
 
     def _train(self, data: ImageDataset, kld_limit: float, stage: str) -> RateConstrainedVAE:
-        """Train a fresh model on ``data``; with ``cache_dir``, reuse a finished one with the same key and
-        resume an unfinished one from its per-epoch checkpoint."""
-        p, dev = self.params, self.device
-        # A stage's model depends on its training set and settings, not on what is done with it later:
-        # Table 7's ablations share the models they have in common.
-        key = _cache_key(stage, {k: v for k, v in p.items() if k not in ("cache_dir", "ablation")}, data)
-        final = Path(p["cache_dir"]) / f"{type(self).__name__.lower()}_{stage}_{key}.pt" if p["cache_dir"] else None
-        partial = final.with_suffix(".partial.pt") if final is not None else None
+        """A fresh model trained on ``data`` (reused or resumed through ``cache_dir``)."""
+        p = self.params
         torch.manual_seed(p["seed"])
         model = RateConstrainedVAE(tuple(data.images.shape[1:]), data.num_classes, p["width"], p["latent_channels"],
-                                   self.disentangle).to(dev, memory_format=torch.channels_last)
-        if final is not None and final.is_file():
-            model.load_state_dict(torch.load(final, map_location=dev, weights_only=True))
-            return model.eval()
-        loader = DeviceLoader(data, min(p["batch_size"], len(data)), dev, shuffle=True, seed=p["seed"], drop_last=True)
-        optimizer = torch.optim.Adam(model.parameters(), lr=p["lr"])
-        start, self.history[stage] = 0, []
-        if partial is not None and partial.is_file():
-            state = torch.load(partial, map_location=dev, weights_only=False)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            start, self.history[stage] = state["epoch"] + 1, state["history"]
-        gen = generator(p["seed"] + 1, dev)
-        bar = tqdm(range(start, p["epochs"]), desc=f"{type(self).__name__} {stage}", disable=not self.progress,
-                   leave=False)
-        for epoch in bar:
-            gen.manual_seed(p["seed"] * 1_000_003 + epoch)
-            for group in optimizer.param_groups:                 # cosine per epoch, to zero
-                group["lr"] = p["lr"] * 0.5 * (1 + math.cos(math.pi * epoch / p["epochs"]))
-            loader.set_epoch(epoch)
-            model.train()
-            sums = torch.zeros(3, device=dev)
-            for x, y, _ in loader:
-                x = x.contiguous(memory_format=torch.channels_last)
-                with autocast(dev):
-                    x_hat, p_hat, kld = model(x, y, gen)
-                loss = vae_loss(x, x_hat, p_hat, kld, kld_limit, p["kl_weight"])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-                optimizer.step()
-                sums += torch.stack([loss.detach(), F.mse_loss(x_hat, x).detach(), kld.detach()])
-            row = dict(zip(("loss", "mse", "kld"), (sums / len(loader)).tolist()), epoch=epoch)
-            self.history[stage].append(row)
-            bar.set_postfix(mse=f"{row['mse']:.4f}", kld=f"{row['kld']:.2f}")
-            if partial is not None:
-                atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                                   "history": self.history[stage]}, partial)
-        if final is not None:
-            atomic_torch_save(model.state_dict(), final)
-            partial.unlink(missing_ok=True)
-        return model.eval()
+                                   self.disentangle).to(self.device, memory_format=torch.channels_last)
+
+        def loss_fn(model, x, y, gen):
+            x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(x.device):
+                x_hat, p_hat, kld = model(x, y, gen)
+            loss = vae_loss(x, x_hat, p_hat, kld, kld_limit, p["kl_weight"])
+            return loss, {"mse": F.mse_loss(x_hat, x).detach(), "kld": kld.detach()}
+
+        # A stage's model depends on its training set and settings, not on what is done with it later:
+        # Table 7's ablations share the models they have in common.
+        return train_generative(model, data, loss_fn, stage=stage,
+                                key_params={k: v for k, v in p.items() if k not in ("cache_dir", "ablation")},
+                                cache_dir=p["cache_dir"], epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"],
+                                seed=p["seed"], device=self.device, history=self.history, progress=self.progress,
+                                name=type(self).__name__.lower())
 
     @torch.no_grad()
     def _infer(self, model: RateConstrainedVAE, images: torch.Tensor, labels: torch.Tensor, seed: int,
