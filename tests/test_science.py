@@ -156,7 +156,7 @@ def test_acm_is_higher_after_training_on_em_than_on_clean_data(cifar):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["st-cg", "st-full"])
 def test_staged_training_recovers_accuracy_on_em(cifar, name):
-    """Staged training (Hu et al. 2023, Table 1) against sample-wise EM at `lab` scale (the profile's
+    """Staged training (Dang et al. 2023, Table 1) against sample-wise EM at `lab` scale (the profile's
     ACM threshold 0.035): at least 20 points of clean test accuracy over natural training on the
     poison. Measured (1 CPU thread, seed 0; the poison, and so these numbers, change with the thread
     count): natural training 18.6 %, ST-CG 51.5 %, ST-Full 49.5 %.

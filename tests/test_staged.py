@@ -1,4 +1,4 @@
-"""Progressive staged training (ST paper, Hu et al. 2023): ACM, eq. 7, rollbacks, phases, resume."""
+"""Progressive staged training (ST paper, Dang et al. 2023): ACM, eq. 7, rollbacks, phases, resume."""
 import math
 
 import pytest

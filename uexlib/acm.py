@@ -1,6 +1,6 @@
 """How a model clusters its training data: the Activation Cluster Measurement (ACM) and GMV.
 
-Hu et al., *Flew Over Learning Trap: Learn Unlearnable Samples by Progressive Staged Training*
+Dang et al., *Flew Over Learning Trap: Learn Unlearnable Samples by Progressive Staged Training*
 (2023), Sec. 3.2. For activations ``A_i`` of the samples of class ``i`` at a layer:
 
 * centre ``C(i)`` = mean of ``A_i``; intra-class distance ``sigma(i)`` = mean L2 distance to the

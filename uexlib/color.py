@@ -2,7 +2,7 @@
 
 * :func:`to_grayscale`: ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` (the thesis of Berns,
   2021, eq. 3.1), replicated over the three channels so a color model takes it unchanged.
-* :func:`color_gray`: the "CG" augmentation of progressive staged training (Hu et al. 2023,
+* :func:`color_gray`: the "CG" augmentation of progressive staged training (Dang et al. 2023,
   Sec. 3.2 and App. C.1): color jitter with probability 0.8, then grayscale with probability 0.2.
 
 Every operation is differentiable in its input, so generators can put these transforms inside

@@ -1,4 +1,4 @@
-"""CG: color jitter then random grayscale on every training batch (ST paper, Hu et al. 2023, App. A.1).
+"""CG: color jitter then random grayscale on every training batch (ST paper, Dang et al. 2023, App. A.1).
 
 Jitter with probability 0.8 and grayscale with probability 0.2, per image, after the standard crop
 and flip: :func:`uexlib.color.color_gray`, the transform REM-T also averages over.

@@ -1,4 +1,4 @@
-"""Progressive staged training: ST, ST-CG and ST-Full (Hu et al. 2023, Sec. 3.2, Alg. 1, eqs. 6-7).
+"""Progressive staged training: ST, ST-CG and ST-Full (Dang et al. 2023, Sec. 3.2, Alg. 1, eqs. 6-7).
 
 The paper's observation: a model trained on unlearnable data first learns real features (the
 "golden window"), then its shallow layers lock onto the shortcut. Staged training watches the
@@ -112,7 +112,7 @@ def alpha(i: int, layers: int, beta: float, tau: int) -> float:
 
 @DEFENSES.register("st", "progressive staged training: ACM-triggered rollbacks, shallow layers slowed (ST Alg. 1)")
 class StagedTraining(Defense):
-    """Progressive staged training (Hu et al. 2023, Alg. 1).
+    """Progressive staged training (Dang et al. 2023, Alg. 1).
 
     Args:
         gamma: ACM threshold above which the model is taken to overfit (2.6e-4, ST Sec. 4.1).
@@ -234,13 +234,13 @@ class StagedTraining(Defense):
 @DEFENSES.register("st-cg", "staged training with CG augmentation at twice the learning rate (ST Table 3)")
 @with_defaults(StagedTraining, cg=True, lr_scale=2.0)
 class StagedTrainingCG(StagedTraining):
-    """ST-CG (Hu et al. 2023, Table 3 and App. A.2): ST with CG on every batch, learning rate 0.2
+    """ST-CG (Dang et al. 2023, Table 3 and App. A.2): ST with CG on every batch, learning rate 0.2
     where natural training uses 0.1 (``lr_scale=2``)."""
 
 
 @DEFENSES.register("st-full", "ST-CG, then fine-tuning every layer with CG at 3x the learning rate (ST Table 3)")
 @with_defaults(StagedTraining, cg=True, lr_scale=2.0, finetune_fraction=0.5)
 class StagedTrainingFull(StagedTraining):
-    """ST-Full (Hu et al. 2023, Sec. 3.2 "ST Training Pipeline", Table 3): ST-CG for the first half of
+    """ST-Full (Dang et al. 2023, Sec. 3.2 "ST Training Pipeline", Table 3): ST-CG for the first half of
     the epochs, then every layer fine-tuned with CG at learning rate 0.3 (``finetune_lr_scale=3``),
     the schedule restarting."""

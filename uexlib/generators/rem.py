@@ -238,7 +238,7 @@ class RobustErrorMinimizing:
 @register("rem-t", "REM with color jitter and grayscale in its EOT (ST paper, App. C.1, eq. 8)")
 @with_defaults(RobustErrorMinimizing, transform="crop_flip_color_gray")
 class RobustErrorMinimizingCG(RobustErrorMinimizing):
-    """REM-T (Hu et al. 2023, App. C.1, eq. 8): REM whose transformation distribution adds CG.
+    """REM-T (Dang et al. 2023, App. C.1, eq. 8): REM whose transformation distribution adds CG.
 
     CG is color jitter with probability 0.8 then grayscale with probability 0.2
     (:func:`uexlib.color.color_gray`), applied after the standard crop and flip, inside the EOT
