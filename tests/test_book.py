@@ -1,5 +1,6 @@
 import html
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def test_smoke_book_builds_end_to_end(tmp_path, data_root, monkeypatch):
     monkeypatch.setenv("UEX_DATA_ROOT", str(data_root))  # the notebook kernels inherit it
     project = tmp_path / "project"
     project.mkdir()
-    for item in ("_config.yml", "_toc.yml", "book", "notebooks", "data"):
+    for item in ("_config.yml", "_toc.yml", "references.bib", "book", "notebooks", "data"):
         copy = shutil.copytree if (REPO / item).is_dir() else shutil.copy
         copy(REPO / item, project / item)
     shutil.rmtree(project / "book" / "runs")
@@ -172,3 +173,14 @@ def test_results_and_poisons_name_the_commit_of_the_imported_code(monkeypatch, t
     assert ue.provenance("smoke", 0)["git_commit"] == runtime.CODE_COMMIT
     poison = ue.Poison.from_perturbation(tiny_set, torch.zeros(40, 3, 16, 16), {"method": "test"})
     assert poison.metadata["git_commit"] == runtime.CODE_COMMIT
+
+
+def test_every_chapter_cites_and_every_citation_is_in_the_bibliography():
+    defined = set(re.findall(r"^@\w+\{([^,]+),", (REPO / "references.bib").read_text(), flags=re.M))
+    for chapter in (REPO / "book").glob("*.md"):
+        if chapter.name == "references.md":
+            continue
+        cited = {key.strip() for group in re.findall(r"\{cite(?::[pt])?\}`([^`]+)`", chapter.read_text())
+                 for key in group.split(",")}
+        assert cited, f"{chapter.name} cites nothing"
+        assert cited <= defined, f"{chapter.name} cites {sorted(cited - defined)}, missing from references.bib"
