@@ -129,7 +129,7 @@ def test_smoke_book_builds_end_to_end(tmp_path, data_root, monkeypatch):
     monkeypatch.setenv("UEX_DATA_ROOT", str(data_root))  # the notebook kernels inherit it
     project = tmp_path / "project"
     project.mkdir()
-    for item in ("_config.yml", "_toc.yml", "references.bib", "book", "notebooks", "data"):
+    for item in ("_config.yml", "_toc.yml", "references.bib", "assets", "book", "notebooks", "data"):
         copy = shutil.copytree if (REPO / item).is_dir() else shutil.copy
         copy(REPO / item, project / item)
     shutil.rmtree(project / "book" / "runs")
@@ -137,6 +137,9 @@ def test_smoke_book_builds_end_to_end(tmp_path, data_root, monkeypatch):
     site = project / "_build" / "html"
     page = (site / "book" / "em_basics.html").read_text()
     assert "smoke" in page and "CIFAR-10 (JPEG copy)" in page
+    # Formulas render offline: MathJax comes from the book itself, with its fonts.
+    assert "_static/mathjax/tex-chtml.js" in page and "cdn.jsdelivr.net/npm/mathjax" not in page
+    assert (site / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
     run = json.loads((project / "book" / "runs" / "em_basics.ipynb").read_text())
     record = run["metadata"]["uex"]
     assert record["parameters"] == {"profile": "smoke"} and record["profile"] == "smoke"
