@@ -108,7 +108,8 @@ class DiffusionPurifier(Purifier):
                        "batch_size": batch_size, "lr": lr, "width": width, "root": root, "seed": seed,
                        "cache_dir": None if cache_dir is None else str(cache_dir)}
         self.device, self.progress = pick_device(device), progress
-        self.betas = torch.linspace(1e-4, 0.02, steps, dtype=torch.float64)
+        # On the device once: the training step indexes them every batch.
+        self.betas = torch.linspace(1e-4, 0.02, steps, dtype=torch.float64, device=self.device)
         self.alpha_bars = torch.cumprod(1 - self.betas, 0)
         self.model: SmallUNet | None = None
         self.history: dict[str, list[dict]] = {}
@@ -132,7 +133,7 @@ class DiffusionPurifier(Purifier):
         x = (x - 0.5) * 2
         t = torch.randint(0, self.params["steps"], (len(x),), device=x.device, generator=gen)
         noise = torch.randn(x.shape, device=x.device, generator=gen)
-        abar = self.alpha_bars.to(x.device)[t].float()[:, None, None, None]
+        abar = self.alpha_bars[t].float()[:, None, None, None]
         with autocast(x.device):
             predicted = model(abar.sqrt() * x + (1 - abar).sqrt() * noise, t)
         loss = F.mse_loss(predicted.float(), noise)
@@ -155,7 +156,7 @@ class DiffusionPurifier(Purifier):
             raise ValueError("avatar: call fit(train_set) (or apply) before purify")
         p, dev = self.params, self.device
         gen = generator(p["seed"], dev)
-        betas, alpha_bars = self.betas.to(dev), self.alpha_bars.to(dev)
+        betas, alpha_bars = self.betas, self.alpha_bars
         out = torch.empty_like(dataset.images)
         self.model.eval()
         for start in range(0, len(dataset), batch_size):
