@@ -42,3 +42,15 @@ def small_cnn(seed: int = 0) -> torch.nn.Module:
     """The lab CNN at a quarter width, initialized from ``seed``."""
     torch.manual_seed(seed)
     return ue.models.create("cnn", 10, 3, width=0.25)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _poison_store(tmp_path_factory):
+    """Poisons made by tests (and the notebooks they run) go to a fresh store, never the user's."""
+    previous = os.environ.get("UEX_STORE")
+    os.environ["UEX_STORE"] = str(tmp_path_factory.mktemp("poison_store"))
+    yield
+    if previous is None:
+        del os.environ["UEX_STORE"]
+    else:
+        os.environ["UEX_STORE"] = previous

@@ -2,7 +2,7 @@
 
 One import, a flat API: ``import uexlib as ue``.
 """
-from . import acm, attacks, defenses, generators, models, paper_tables, profiles, quality
+from . import acm, attacks, defenses, generators, models, paper_tables, profiles, quality, store
 from .artifacts import ArtifactError, Poison, check_budget
 from .data import ImageDataset, augment, available, data_root, load_dataset, mix_poison, subset_per_class
 from .experiment import Experiment, prepare
@@ -15,5 +15,5 @@ from .train import TrainResult, Trainer, evaluate, train
 __all__ = ["ArtifactError", "Experiment", "ImageDataset", "ParameterError", "Poison", "TrainResult", "Trainer",
            "UnknownNameError", "acm", "attacks", "augment", "available", "check_budget", "data_root", "defenses",
            "device", "evaluate", "generators", "git_commit", "load_dataset", "mix_poison", "models", "paper_tables",
-           "prepare", "profiles", "provenance", "quality", "result_row", "seed", "side_by_side", "subset_per_class",
-           "train", "write_csv", "write_results", "__version__"]
+           "prepare", "profiles", "provenance", "quality", "result_row", "seed", "side_by_side", "store",
+           "subset_per_class", "train", "write_csv", "write_results", "__version__"]

@@ -1,7 +1,7 @@
 """One call from a profile name to what an experiment needs: datasets, models, generators, training.
 
     exp = ue.prepare("lab", dataset="cifar10", seed=0)
-    poison = exp.generator("em", mode="classwise").generate(exp.train_set)
+    poison = exp.poison("em", mode="classwise")      # made once, then reused from the poison store
     result = exp.train(poison.as_dataset())          # the profile's model and budget, seeded
 
 so a notebook does not unpack a profile by hand.
@@ -19,6 +19,7 @@ from .defenses import DEFENSES, PURIFIERS, Defense, Purifier
 from .profiles import Profile
 from .registry import ParameterError
 from .runtime import check_int
+from .store import PoisonStore
 from .train import TrainResult, train
 
 
@@ -31,6 +32,7 @@ class Experiment:
     test_set: ImageDataset
     seed: int
     device: str = "auto"
+    store: PoisonStore | None = None  # where :meth:`poison` keeps poisons; None: the default store
 
     def model(self, name: str | None = None, width: float | None = None) -> torch.nn.Module:
         """A freshly initialized classifier (the profile's unless named), seeded."""
@@ -49,6 +51,22 @@ class Experiment:
         if "progress" in params and "progress" not in accepted:
             params = {k: v for k, v in params.items() if k != "progress"}
         return generators.create(name, profile=self.profile, **{**own, **params})
+
+    def poison(self, name: str, train_set: ImageDataset | None = None, reuse: bool = True, **params):
+        """The poison of generator ``name`` (built as :meth:`generator` does) on ``train_set`` (default
+        the clean training set).
+
+        With ``reuse`` it comes from the poison store (:class:`uexlib.store.PoisonStore`) when a
+        poison with the same generator, parameters, data and code was made before, and is stored
+        after it is made otherwise; ``reuse=False`` always generates and stores nothing.
+        """
+        if reuse not in (False, True):
+            raise ValueError(f"reuse must be True or False, got {reuse!r}")
+        generator = self.generator(name, **params)
+        data = self.train_set if train_set is None else train_set
+        if not reuse:
+            return generator.generate(data)
+        return (self.store or PoisonStore()).get(name, generator, data)
 
     def defense(self, name: str, **params) -> Defense:
         """The training-time defense ``name`` with this profile's settings for it; ``params`` win."""
@@ -84,10 +102,11 @@ class Experiment:
 
 
 def prepare(profile: str | Profile, dataset: str = "cifar10", root: str | os.PathLike | None = None,
-            seed: int = 0, device: str = "auto") -> Experiment:
+            seed: int = 0, device: str = "auto", store: str | os.PathLike | None = None) -> Experiment:
     """Load ``dataset`` at the scale of ``profile`` (subsets drawn with ``seed``) and bind them.
 
     ``root`` is the dataset root (default ``$UEX_DATA_ROOT``); ``""`` means the default too.
+    ``store`` is the poison store's folder (default ``$UEX_STORE``, else ``~/.cache/uexlib/poisons``).
     """
     check_int("seed", seed, low=0)
     cfg = profiles.get(profile)
@@ -95,4 +114,4 @@ def prepare(profile: str | Profile, dataset: str = "cifar10", root: str | os.Pat
     return Experiment(profile=cfg,
                       train_set=load_dataset(dataset, "train", root, per_class=cfg.train_per_class, subset_seed=seed),
                       test_set=load_dataset(dataset, "test", root, per_class=cfg.test_per_class, subset_seed=seed),
-                      seed=seed, device=device)
+                      seed=seed, device=device, store=PoisonStore(store or None))
