@@ -181,7 +181,7 @@ def test_results_and_poisons_name_the_commit_of_the_imported_code(monkeypatch, t
 def test_every_chapter_cites_and_every_citation_is_in_the_bibliography():
     defined = set(re.findall(r"^@\w+\{([^,]+),", (REPO / "references.bib").read_text(), flags=re.M))
     for chapter in (REPO / "book").glob("*.md"):
-        if chapter.name in ("references.md", "how_to_rerun.md"):
+        if chapter.name in ("references.md", "how_to_rerun.md", "reproduction_status.md"):
             continue
         cited = {key.strip() for group in re.findall(r"\{cite(?::[pt])?\}`([^`]+)`", chapter.read_text())
                  for key in group.split(",")}

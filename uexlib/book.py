@@ -19,7 +19,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import profiles
+from . import profiles, status
 from .runtime import REPO_ROOT, atomic_path, git_commit
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -203,6 +203,7 @@ def run_book(profile: str, project: Path = REPO_ROOT, force: bool = False, build
             log(f"  done in {runs[-1]['wall_s']:.1f} s")
         else:
             log(f"{source.name}: up to date for profile {profile}")
+    log(f"status page written: {status.write_page(project)}")
     if build_html:
         log(f"book built: {build(project)}")
     return runs

@@ -168,6 +168,16 @@ def cmd_book(args) -> int:
     return 0
 
 
+def cmd_status(args) -> int:
+    from .status import write_page
+
+    project = Path(args.project).resolve()
+    if not (project / "data" / "reproduction_plan.csv").is_file():
+        raise ValueError(f"--project {project} holds no data/reproduction_plan.csv")
+    print(write_page(project))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="uex", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -215,6 +225,10 @@ def parser() -> argparse.ArgumentParser:
     book.add_argument("--force", action="store_true", help="re-execute every notebook")
     book.add_argument("--no-build", action="store_true", help="execute only, do not build HTML")
     book.set_defaults(func=cmd_book)
+
+    status = sub.add_parser("status", help="rewrite the book's reproduction-status page from the results tables")
+    status.add_argument("--project", default=".", help="project folder (default .)")
+    status.set_defaults(func=cmd_status)
     return top
 
 
