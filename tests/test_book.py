@@ -187,3 +187,31 @@ def test_every_chapter_cites_and_every_citation_is_in_the_bibliography():
                  for key in group.split(",")}
         assert cited, f"{chapter.name} cites nothing"
         assert cited <= defined, f"{chapter.name} cites {sorted(cited - defined)}, missing from references.bib"
+
+
+def test_a_figure_both_glued_and_shown_is_stored_once_and_still_glued():
+    import nbformat
+
+    def output(data, name=None):
+        meta = {"scrapbook": {"name": name, "mime_prefix": "application/papermill.record/"}} if name else {}
+        prefix = meta["scrapbook"]["mime_prefix"] if name else ""
+        return nbformat.v4.new_output("display_data", data={f"{prefix}{k}": v for k, v in data.items()},
+                                      metadata=meta)
+
+    figure, other = {"image/png": "AAAA", "text/plain": "<Figure>"}, {"image/png": "BBBB", "text/plain": "<F>"}
+    cell = nbformat.v4.new_code_cell("glue('curves', fig, display=False)\nfig")
+    cell.outputs = [output(figure, "curves"), output({"text/plain": "0.5"}, "acc"), output(figure), output(other)]
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    assert book.merge_duplicate_figures(notebook) == 1
+    kept = notebook.cells[0].outputs
+    assert [o["data"].get("image/png") for o in kept] == ["AAAA", None, "BBBB"]
+    assert kept[0]["metadata"]["scrapbook"] == {"name": "curves", "mime_prefix": ""}, "still glued, now shown"
+    assert "application/papermill.record/text/plain" in kept[1]["data"], "other glue outputs stay hidden"
+    assert book.merge_duplicate_figures(notebook) == 0
+
+
+def test_published_runs_store_each_figure_once():
+    for run in (REPO / "book" / "runs").glob("*.ipynb"):
+        images = ["".join(v) for c in json.loads(run.read_text())["cells"] for o in c.get("outputs", [])
+                  for k, v in o.get("data", {}).items() if k.endswith("image/png")]
+        assert len(images) == len(set(images)), f"{run.name} stores a figure twice"

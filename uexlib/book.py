@@ -135,6 +135,38 @@ def _profile_of(source: Path, parameters: dict) -> str:
     return str(ast.literal_eval(default)) if default else "not set"
 
 
+def merge_duplicate_figures(notebook) -> int:
+    """Keep one copy of each figure a cell both glues (``glue(..., display=False)``) and shows.
+
+    The glued copy becomes the displayed one (myst-nb shows a glue output whose ``mime_prefix`` is
+    empty, and chapters still find it by name) and the cell's other identical image is dropped, so
+    the notebook page shows the figure once and the file stores it once. Returns how many it dropped.
+    """
+    dropped = 0
+    for cell in notebook.cells:
+        outputs = cell.get("outputs", [])
+        glued = {}
+        for output in outputs:
+            book = output.get("metadata", {}).get("scrapbook", {})
+            image = output.get("data", {}).get(f"{book.get('mime_prefix', '')}image/png")
+            if book and image is not None:
+                glued.setdefault("".join(image), output)
+        keep = []
+        for output in outputs:
+            image = output.get("data", {}).get("image/png")
+            twin = glued.pop("".join(image), None) if image is not None and "scrapbook" not in output.get(
+                "metadata", {}) else None
+            if twin is None:
+                keep.append(output)
+                continue
+            prefix = twin["metadata"]["scrapbook"]["mime_prefix"]
+            twin["data"] = {k[len(prefix):]: v for k, v in twin["data"].items()}
+            twin["metadata"]["scrapbook"]["mime_prefix"] = ""
+            dropped += 1
+        cell["outputs"] = keep
+    return dropped
+
+
 def execute(source: Path, parameters: dict, project: Path = REPO_ROOT, target: Path | None = None,
             progress: bool = False) -> dict:
     """Run ``source`` with papermill into ``target`` (default ``book/runs/<name>.ipynb``).
@@ -168,6 +200,7 @@ def execute(source: Path, parameters: dict, project: Path = REPO_ROOT, target: P
                              f"partial output kept in {partial}") from error
     wall_s = time.perf_counter() - started
     notebook = nbformat.read(partial, as_version=4)
+    merge_duplicate_figures(notebook)
     notebook.metadata["uex"] = {**record, "wall_s": round(wall_s, 1),
                                 "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     nbformat.write(notebook, partial)
