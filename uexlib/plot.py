@@ -5,6 +5,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
+# Points for legends, annotations and labels: at least 9 px on a page that shows figures at 72 dpi.
+LEGIBLE = 9
+
 
 def training_curves(histories: dict[str, pd.DataFrame], title: str = ""):
     """Train accuracy (dashed) and clean test accuracy (solid) per epoch, one colour per run."""
@@ -15,7 +18,7 @@ def training_curves(histories: dict[str, pd.DataFrame], title: str = ""):
         ax.plot(epochs, history["test_acc"], "-", color=colour, label=f"{label}: clean test")
     ax.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 100), title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.legend(fontsize=LEGIBLE, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
 
@@ -33,7 +36,12 @@ def image_grid(rows: dict[str, torch.Tensor], columns: int = 8, noise_rows: tupl
     Rows named in ``noise_rows`` hold perturbations in [-eps, eps]; they are rescaled to [0, 1]
     per image so the pattern is visible.
     """
-    fig, axes = plt.subplots(len(rows), columns, figsize=(1.1 * columns, 1.2 * len(rows)), squeeze=False)
+    # 7 inches wide whatever the column count, so a label keeps its size on the page; each row's
+    # label sits above it rather than beside it, where it would take width from the images.
+    cell = 7.0 / columns
+    fig, axes = plt.subplots(len(rows), columns, figsize=(7.0, (cell + 0.3) * len(rows)), squeeze=False,
+                             gridspec_kw={"wspace": 0.04, "hspace": 0.3, "left": 0.01, "right": 0.99,
+                                          "bottom": 0.01, "top": 1 - 0.3 / ((cell + 0.3) * len(rows))})
     for r, (label, images) in enumerate(rows.items()):
         images = images[:columns].float()
         if label in noise_rows:
@@ -44,8 +52,7 @@ def image_grid(rows: dict[str, torch.Tensor], columns: int = 8, noise_rows: tupl
             axes[r, c].imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=1)
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
-        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    fig.tight_layout()
+        axes[r, 0].set_title(label, loc="left", fontsize=LEGIBLE + 2, pad=3)
     return fig
 
 
@@ -64,7 +71,7 @@ def accuracy_vs_radius(table: pd.DataFrame, title: str = ""):
             ax.plot(rows["radius_255"], rows["paper_value"], ":", color=colour, label=f"{label} (paper)")
     ax.set(xlabel="adversarial training radius (/255)", ylabel="clean test accuracy (%)", ylim=(0, 100), title=title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.legend(fontsize=LEGIBLE, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
 
@@ -78,13 +85,13 @@ def correlations(table: pd.DataFrame, x_columns: dict[str, str], y: str, y_label
     for ax, (column, label) in zip(axes[0], x_columns.items()):
         ax.scatter(table[column], table[y])
         for _, row in table.iterrows():
-            ax.annotate(str(row["label"]), (row[column], row[y]), fontsize=7, xytext=(3, 3),
+            ax.annotate(str(row["label"]), (row[column], row[y]), fontsize=LEGIBLE, xytext=(3, 3),
                         textcoords="offset points")
         r = table[column].corr(table[y]) if len(table) > 2 else float("nan")
         ax.set(xlabel=label, ylabel=y_label, title=f"Pearson r = {r:.2f}")
         ax.grid(alpha=0.3)
     if title:
-        fig.suptitle(title, fontsize=9)
+        fig.suptitle(title, fontsize=LEGIBLE + 2)
     fig.tight_layout()
     return fig
 
@@ -119,7 +126,7 @@ def epoch_metrics(histories: dict[str, pd.DataFrame], metrics: tuple[str, ...] =
         ax.grid(alpha=0.3)
     axes[0, 0].set_title(title)
     axes[-1, 0].set_xlabel("epoch")
-    axes[0, 0].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axes[0, 0].legend(fontsize=LEGIBLE, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
 
@@ -133,6 +140,6 @@ def scatter_2d(panels: dict[str, tuple[torch.Tensor, torch.Tensor]], class_names
     if class_names:
         handles = [plt.Line2D([], [], ls="", marker="o", color=cloud.cmap(cloud.norm(i)))
                    for i in range(len(class_names))]
-        fig.legend(handles, class_names, fontsize=8, loc="center right")
+        fig.legend(handles, class_names, fontsize=LEGIBLE, loc="center right")
         fig.subplots_adjust(right=0.86)
     return fig
