@@ -189,7 +189,7 @@ def test_every_chapter_cites_and_every_citation_is_in_the_bibliography():
         assert cited <= defined, f"{chapter.name} cites {sorted(cited - defined)}, missing from references.bib"
 
 
-def test_a_figure_both_glued_and_shown_is_stored_once_and_still_glued():
+def test_a_figure_or_table_both_glued_and_shown_is_stored_once_and_still_glued():
     import nbformat
 
     def output(data, name=None):
@@ -200,18 +200,43 @@ def test_a_figure_both_glued_and_shown_is_stored_once_and_still_glued():
 
     figure, other = {"image/png": "AAAA", "text/plain": "<Figure>"}, {"image/png": "BBBB", "text/plain": "<F>"}
     cell = nbformat.v4.new_code_cell("glue('curves', fig, display=False)\nfig")
-    cell.outputs = [output(figure, "curves"), output({"text/plain": "0.5"}, "acc"), output(figure), output(other)]
-    notebook = nbformat.v4.new_notebook(cells=[cell])
-    assert book.merge_duplicate_figures(notebook) == 1
-    kept = notebook.cells[0].outputs
-    assert [o["data"].get("image/png") for o in kept] == ["AAAA", None, "BBBB"]
-    assert kept[0]["metadata"]["scrapbook"] == {"name": "curves", "mime_prefix": ""}, "still glued, now shown"
-    assert "application/papermill.record/text/plain" in kept[1]["data"], "other glue outputs stay hidden"
-    assert book.merge_duplicate_figures(notebook) == 0
+    table = {"text/html": "<table>1</table>", "text/plain": "1"}
+    cell.outputs = [output(figure, "curves"), output({"text/plain": "0.5"}, "acc"), output(figure), output(other),
+                    output(table, "table")]
+    later = nbformat.v4.new_code_cell("shown")  # a table glued in one cell and shown in the next
+    later.outputs = [output(table), output({"text/html": "<table>2</table>"})]
+    notebook = nbformat.v4.new_notebook(cells=[cell, later])
+    assert book.merge_duplicate_outputs(notebook) == 2
+    kept = notebook.cells[0].outputs + notebook.cells[1].outputs
+    assert len(notebook.cells[0].outputs) == 3
+    # Each glued copy moves to where the notebook showed it, and shows there.
+    assert [o["data"].get("image/png") for o in kept] == [None, "AAAA", "BBBB", None, None]
+    assert [o["data"].get("text/html") for o in kept][3:] == ["<table>1</table>", "<table>2</table>"]
+    assert kept[1]["metadata"]["scrapbook"] == {"name": "curves", "mime_prefix": ""}, "still glued, now shown"
+    assert kept[3]["metadata"]["scrapbook"] == {"name": "table", "mime_prefix": ""}
+    assert "application/papermill.record/text/plain" in kept[0]["data"], "other glue outputs stay hidden"
+    assert book.merge_duplicate_outputs(notebook) == 0
 
 
-def test_published_runs_store_each_figure_once():
+def test_published_runs_store_each_figure_and_table_once():
     for run in (REPO / "book" / "runs").glob("*.ipynb"):
-        images = ["".join(v) for c in json.loads(run.read_text())["cells"] for o in c.get("outputs", [])
-                  for k, v in o.get("data", {}).items() if k.endswith("image/png")]
-        assert len(images) == len(set(images)), f"{run.name} stores a figure twice"
+        shown = ["".join(v) for c in json.loads(run.read_text())["cells"] for o in c.get("outputs", [])
+                 for k, v in o.get("data", {}).items() if k.endswith(("image/png", "text/html"))]
+        assert len(shown) == len(set(shown)), f"{run.name} stores a figure or a table twice"
+
+
+def test_tables_for_the_book_have_no_row_numbers_no_nan_and_one_header_row():
+    import numpy as np
+    import pandas as pd
+
+    ours = pd.DataFrame({"pgd-at": [64.3, np.nan]}, index=pd.Index(["clean", "em"], name="data"))
+    ours.columns.name = "defense"
+    html = ue.table(ours).to_html()
+    assert "NaN" not in html and "nan" not in html
+    assert html.count("<tr>") == 3, "one header row and two data rows"
+    assert ">data</th>" in html and ">clean</td>" in html and ">64.30</td>" in html
+    assert ">defense<" not in html, "the columns' name is not a second header row"
+    plain = ue.table(pd.DataFrame({"noise": ["em", "rem"], "rounds": [6, 8]})).to_html()
+    assert ">0</t" not in plain and ">1</t" not in plain, "no row-number column"
+    series = ue.table(pd.Series({"profile": "lab", "train images": 10000})).to_html()
+    assert ">profile</td>" in series and ">10000</td>" in series

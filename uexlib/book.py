@@ -135,36 +135,48 @@ def _profile_of(source: Path, parameters: dict) -> str:
     return str(ast.literal_eval(default)) if default else "not set"
 
 
-def merge_duplicate_figures(notebook) -> int:
-    """Keep one copy of each figure a cell both glues (``glue(..., display=False)``) and shows.
+def merge_duplicate_outputs(notebook) -> int:
+    """Keep one copy of each figure or table a notebook both glues (``glue(..., display=False)``) and shows.
 
-    The glued copy becomes the displayed one (myst-nb shows a glue output whose ``mime_prefix`` is
-    empty, and chapters still find it by name) and the cell's other identical image is dropped, so
-    the notebook page shows the figure once and the file stores it once. Returns how many it dropped.
+    The glued output takes the place of the shown one, made displayable (myst-nb shows a glue
+    output whose ``mime_prefix`` is empty, and chapters still find it by name), and leaves its own
+    place; so the notebook page shows it once, where the author showed it, and the file stores it
+    once. Returns how many outputs it dropped.
     """
-    dropped = 0
+    kinds = ("image/png", "text/html")
+    glued = {}
     for cell in notebook.cells:
-        outputs = cell.get("outputs", [])
-        glued = {}
-        for output in outputs:
+        for output in cell.get("outputs", []):
             book = output.get("metadata", {}).get("scrapbook", {})
-            image = output.get("data", {}).get(f"{book.get('mime_prefix', '')}image/png")
-            if book and image is not None:
-                glued.setdefault("".join(image), output)
-        keep = []
-        for output in outputs:
-            image = output.get("data", {}).get("image/png")
-            twin = glued.pop("".join(image), None) if image is not None and "scrapbook" not in output.get(
-                "metadata", {}) else None
-            if twin is None:
-                keep.append(output)
+            for kind in kinds:
+                payload = output.get("data", {}).get(f"{book.get('mime_prefix', '')}{kind}")
+                if book and payload is not None:
+                    glued.setdefault((kind, "".join(payload)), output)
+    replacement = {}  # id of a shown output -> the glued output that takes its place
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            if "scrapbook" not in output.get("metadata", {}):
+                twin = next((glued.pop((kind, "".join(output["data"][kind])), None) for kind in kinds
+                             if kind in output.get("data", {})), None)
+                if twin is not None:
+                    replacement[id(output)] = twin
+    moved = {id(twin) for twin in replacement.values()}
+    for cell in notebook.cells:
+        if "outputs" not in cell:
+            continue
+        kept = []
+        for output in cell["outputs"]:
+            if id(output) in moved:
                 continue
-            prefix = twin["metadata"]["scrapbook"]["mime_prefix"]
-            twin["data"] = {k[len(prefix):]: v for k, v in twin["data"].items()}
-            twin["metadata"]["scrapbook"]["mime_prefix"] = ""
-            dropped += 1
-        cell["outputs"] = keep
-    return dropped
+            twin = replacement.get(id(output))
+            if twin is not None:
+                prefix = twin["metadata"]["scrapbook"]["mime_prefix"]
+                twin["data"] = {k[len(prefix):]: v for k, v in twin["data"].items()}
+                twin["metadata"]["scrapbook"]["mime_prefix"] = ""
+                output = twin
+            kept.append(output)
+        cell["outputs"] = kept
+    return len(replacement)
 
 
 def execute(source: Path, parameters: dict, project: Path = REPO_ROOT, target: Path | None = None,
@@ -200,7 +212,7 @@ def execute(source: Path, parameters: dict, project: Path = REPO_ROOT, target: P
                              f"partial output kept in {partial}") from error
     wall_s = time.perf_counter() - started
     notebook = nbformat.read(partial, as_version=4)
-    merge_duplicate_figures(notebook)
+    merge_duplicate_outputs(notebook)
     notebook.metadata["uex"] = {**record, "wall_s": round(wall_s, 1),
                                 "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     nbformat.write(notebook, partial)

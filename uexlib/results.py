@@ -92,3 +92,22 @@ def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame, digits: int = 1) -> pd
 
     return pd.DataFrame([[cell(v, r) for v, r in zip(ours.loc[i], paper.loc[i])] for i in ours.index],
                         index=ours.index, columns=ours.columns)
+
+
+def table(frame: pd.DataFrame | pd.Series, digits: int = 2):
+    """``frame`` ready to show in the book: no row-number column, no ``NaN``, one header row.
+
+    A meaningful index (named, or not a plain 0..n-1 range) becomes the first column(s); a plain
+    range index is dropped; a Series becomes a two-column table (its index name, or ``""``, and
+    its name, or ``value``). Missing cells show empty and floats with ``digits`` decimals. Returns a pandas
+    Styler, which notebooks display or ``glue`` like a DataFrame.
+    """
+    if isinstance(frame, pd.Series):
+        frame = frame.rename(frame.name or "value").to_frame()
+        frame.index.name = frame.index.name or ""
+    frame = frame.copy()
+    if not (isinstance(frame.index, pd.RangeIndex) and frame.index.name is None):
+        frame = frame.reset_index()
+    frame.columns.name = None
+    return (frame.style.hide(axis="index").format(na_rep="", precision=digits)
+            .set_table_attributes('class="dataframe"'))
