@@ -240,3 +240,4 @@ def test_tables_for_the_book_have_no_row_numbers_no_nan_and_one_header_row():
     assert ">0</t" not in plain and ">1</t" not in plain, "no row-number column"
     series = ue.table(pd.Series({"profile": "lab", "train images": 10000})).to_html()
     assert ">profile</td>" in series and ">10000</td>" in series
+    assert ue.table(ours).to_html() == html, "the same table renders to the same bytes (one stored copy)"

@@ -1,6 +1,8 @@
 """Tidy results with provenance: one CSV row per measured cell, the contract between notebooks and book."""
 from __future__ import annotations
 
+import hashlib
+
 import os
 import platform
 from datetime import datetime, timezone
@@ -109,5 +111,8 @@ def table(frame: pd.DataFrame | pd.Series, digits: int = 2):
     if not (isinstance(frame.index, pd.RangeIndex) and frame.index.name is None):
         frame = frame.reset_index()
     frame.columns.name = None
-    return (frame.style.hide(axis="index").format(na_rep="", precision=digits)
+    # The HTML's element ids come from the content, so showing the same table twice gives the
+    # same bytes (and the book runner keeps one copy of it).
+    uuid = hashlib.sha256(frame.to_json(default_handler=str).encode()).hexdigest()[:8]
+    return (frame.style.hide(axis="index").format(na_rep="", precision=digits).set_uuid(uuid)
             .set_table_attributes('class="dataframe"'))
