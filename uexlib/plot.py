@@ -143,3 +143,22 @@ def scatter_2d(panels: dict[str, tuple[torch.Tensor, torch.Tensor]], class_names
         fig.legend(handles, class_names, fontsize=LEGIBLE, loc="center right")
         fig.subplots_adjust(right=0.86)
     return fig
+
+
+def bars(frame: pd.DataFrame, label: str, value: str, reference: str | None = None, xlabel: str = "",
+         log: bool = False, title: str = ""):
+    """Horizontal bars of ``frame[value]`` per ``frame[label]``; ``reference`` (the paper's) as hollow bars."""
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(frame) + 1.2))
+    positions = range(len(frame))
+    height = 0.4 if reference else 0.7
+    ax.barh([p - (height / 2 if reference else 0) for p in positions], frame[value], height=height, label="ours")
+    if reference:
+        ax.barh([p + height / 2 for p in positions], frame[reference], height=height, fill=False, hatch="//",
+                label="paper")
+        ax.legend(fontsize=LEGIBLE, loc="lower right")
+    ax.set_yticks(list(positions), frame[label], fontsize=LEGIBLE)
+    ax.invert_yaxis()
+    ax.set(xlabel=xlabel, xscale="log" if log else "linear", title=title)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig

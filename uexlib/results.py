@@ -79,6 +79,18 @@ def write_results(rows: list[dict], experiment: str, profile: str) -> Path:
     return path
 
 
+def load_results(folder: str | os.PathLike | None = None, profiles: tuple[str, ...] = ("paper", "gpu", "lab")
+                 ) -> pd.DataFrame:
+    """Every row of ``folder/*.csv`` (default the book's ``book/results``) whose profile is in ``profiles``.
+
+    The default leaves ``smoke`` rows out: they are never a result.
+    """
+    folder = Path(folder) if folder else REPO_ROOT / "book" / "results"
+    frames = [pd.read_csv(path) for path in sorted(folder.glob("*.csv"))]
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(SCHEMA))
+    return rows[rows.profile.isin(profiles)].reset_index(drop=True)
+
+
 def side_by_side(ours: pd.DataFrame, paper: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     """Cells ``"ours (paper)"`` of two tables with the same index and columns, for the book.
 

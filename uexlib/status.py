@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .results import load_results
 from .runtime import REPO_ROOT, atomic_path
 
 PROFILE_RANK = ("paper", "gpu", "lab")  # best first; smoke rows are never a result
@@ -34,19 +35,11 @@ def _table_key(table: str) -> tuple:
     return tuple(int(part) for part in table.split()[-1].split("."))
 
 
-def load_results(results_dir: Path) -> pd.DataFrame:
-    """Every non-smoke row of ``results_dir/*.csv`` (the schema of RESULTS.md)."""
-    frames = [pd.read_csv(path) for path in sorted(Path(results_dir).glob("*.csv"))]
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["experiment", "paper", "table", "profile", "paper_value"])
-    return rows[rows.profile.isin(PROFILE_RANK)]
-
-
 def reproduction_status(results_dir: Path = REPO_ROOT / "book" / "results",
                         tables_dir: Path = REPO_ROOT / "data" / "paper_tables",
                         plan: Path = REPO_ROOT / "data" / "reproduction_plan.csv") -> pd.DataFrame:
     """One row per paper table: paper, table, caption, cells, status, compared, notebooks, needs."""
-    results = load_results(results_dir)
+    results = load_results(results_dir, PROFILE_RANK)
     planned = pd.read_csv(plan, dtype=str, keep_default_na=False).set_index(["paper", "table"])
     lines = []
     for path in sorted(Path(tables_dir).glob("*.csv")):
