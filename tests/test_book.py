@@ -28,7 +28,7 @@ def test_published_runs_state_their_profile():
         assert run.is_file(), f"{run} missing: run `uex book`"
         meta = json.loads(run.read_text())["metadata"]
         assert not meta["papermill"]["exception"]
-        assert meta["uex"]["parameters"]["profile"] in ("smoke", "lab", "paper")
+        assert meta["uex"]["parameters"]["profile"] in profiles.names()
         snippet = book.provenance_path(run)
         assert snippet.is_file(), f"{snippet} missing: run `uex book`"
         assert snippet.read_text() == book.provenance_snippet(run), f"{snippet} does not describe {run.name}"

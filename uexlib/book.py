@@ -69,15 +69,19 @@ def run_record(source: Path, parameters: dict, package_dir: Path = PACKAGE_DIR) 
     return {"source_sha256": _sha256(source), "parameters": parameters, "code_sha256": code_sha256(package_dir)}
 
 
+def is_finished(target: Path, source: Path, parameters: dict, package_dir: Path = PACKAGE_DIR) -> bool:
+    """True when ``target`` is a successful run of this exact source, parameters and code."""
+    if not Path(target).is_file():
+        return False
+    # Only a fully successful run is ever renamed into place (see execute), so the record suffices.
+    recorded = json.loads(Path(target).read_text()).get("metadata", {}).get("uex", {})
+    expected = run_record(source, parameters, package_dir)
+    return {k: recorded.get(k) for k in expected} == expected
+
+
 def is_stale(source: Path, parameters: dict, project: Path = REPO_ROOT, package_dir: Path = PACKAGE_DIR) -> bool:
     """True unless ``book/runs`` holds a successful run of this exact source, parameters and code."""
-    target = output_path(source, project)
-    if not target.is_file():
-        return True
-    # Only a fully successful run is ever renamed into place (see execute), so the record suffices.
-    recorded = json.loads(target.read_text()).get("metadata", {}).get("uex", {})
-    expected = run_record(source, parameters, package_dir)
-    return {k: recorded.get(k) for k in expected} != expected
+    return not is_finished(output_path(source, project), source, parameters, package_dir)
 
 
 def provenance_path(target_notebook: Path) -> Path:

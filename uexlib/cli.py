@@ -1,4 +1,7 @@
-"""The ``uex`` command: data, train, poison, defend, run, book. Every command checks its arguments first."""
+"""The ``uex`` command: data, train, poison, defend, run, book, sweep, status.
+
+Every command checks its arguments first.
+"""
 from __future__ import annotations
 
 import argparse
@@ -13,7 +16,7 @@ _ARITHMETIC = (ast.Expression, ast.Constant, ast.List, ast.Tuple, ast.BinOp, ast
                ast.Add, ast.Sub, ast.USub, ast.Load)
 
 
-def _value(text: str):
+def parse_value(text: str):
     """``-p`` values as Python literals where they parse, with arithmetic (``8/255``, ``[0, 2/255]``),
     else strings."""
     try:
@@ -33,7 +36,7 @@ def _value(text: str):
 
 
 def _params(pairs: list[list[str]] | None) -> dict:
-    return {key: _value(value) for key, value in (pairs or [])}
+    return {key: parse_value(value) for key, value in (pairs or [])}
 
 
 def cmd_data(args) -> int:
@@ -168,6 +171,17 @@ def cmd_book(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import load, run
+
+    if args.cpus_per_run < 1:
+        raise ValueError(f"--cpus-per-run must be >= 1, got {args.cpus_per_run}")
+    sweep = load(args.grid, Path(args.project).resolve())
+    table = run(sweep, address=args.address, cpus_per_run=args.cpus_per_run)
+    print(f"{sweep.output / 'rows.csv'}: {len(table)} rows from {table['run'].nunique()} runs")
+    return 0
+
+
 def cmd_status(args) -> int:
     from .status import write_page
 
@@ -225,6 +239,13 @@ def parser() -> argparse.ArgumentParser:
     book.add_argument("--force", action="store_true", help="re-execute every notebook")
     book.add_argument("--no-build", action="store_true", help="execute only, do not build HTML")
     book.set_defaults(func=cmd_book)
+
+    sweep = sub.add_parser("sweep", help="run a notebook over a grid of parameters (GRID.yaml), skipping finished runs")
+    sweep.add_argument("grid", help="grid file: notebook, profile, parameters, grid, output, workers")
+    sweep.add_argument("--address", help="Ray cluster address (e.g. 127.0.0.1:6379 or auto); default: local processes")
+    sweep.add_argument("--cpus-per-run", type=int, default=2, help="CPUs a Ray task asks for on a cluster without GPUs")
+    sweep.add_argument("--project", default=".", help="project folder holding notebooks/ (default .)")
+    sweep.set_defaults(func=cmd_sweep)
 
     status = sub.add_parser("status", help="rewrite the book's reproduction-status page from the results tables")
     status.add_argument("--project", default=".", help="project folder (default .)")
