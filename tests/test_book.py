@@ -1,5 +1,6 @@
 import html
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 import uexlib as ue
-from uexlib import book, cli, results
+from uexlib import book, cli, profiles, results
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -123,17 +124,27 @@ def test_provenance_snippet_of_an_older_run_says_what_was_not_recorded(tmp_path)
                     "2026-11-21 17:59 UTC.\n")
 
 
-@pytest.mark.e2e
-def test_smoke_book_builds_end_to_end(tmp_path, data_root, monkeypatch):
-    """Execute every notebook under `smoke` in a copy of the project, then build the HTML book."""
-    monkeypatch.setenv("UEX_DATA_ROOT", str(data_root))  # the notebook kernels inherit it
-    project = tmp_path / "project"
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory, data_root):
+    """Every notebook executed under `smoke` in a copy of the project, then the HTML book built."""
+    project = tmp_path_factory.mktemp("book") / "project"
     project.mkdir()
-    for item in ("_config.yml", "_toc.yml", "references.bib", "assets", "book", "notebooks", "data"):
+    for item in ("_config.yml", "_toc.yml", "references.bib", "assets", "_ext", "book", "notebooks", "data"):
         copy = shutil.copytree if (REPO / item).is_dir() else shutil.copy
         copy(REPO / item, project / item)
     shutil.rmtree(project / "book" / "runs")
-    assert cli.main(["book", "--profile", "smoke", "--project", str(project)]) == 0
+    previous = os.environ.get("UEX_DATA_ROOT")
+    os.environ["UEX_DATA_ROOT"] = str(data_root)  # the notebook kernels inherit it
+    try:
+        assert cli.main(["book", "--profile", "smoke", "--project", str(project)]) == 0
+    finally:
+        os.environ.pop("UEX_DATA_ROOT") if previous is None else os.environ.update(UEX_DATA_ROOT=previous)
+    return project
+
+
+@pytest.mark.e2e
+def test_smoke_book_builds_end_to_end(smoke_book):
+    project = smoke_book
     site = project / "_build" / "html"
     page = (site / "book" / "em_basics.html").read_text()
     assert "smoke" in page and "CIFAR-10 (JPEG copy)" in page
@@ -151,6 +162,36 @@ def test_smoke_book_builds_end_to_end(tmp_path, data_root, monkeypatch):
         assert any(key.endswith("image/png") for key in glued[figure]), f"{figure} was glued without an image"
     assert not book.is_stale(project / "notebooks" / "em_basics.ipynb", {"profile": "smoke"}, project)
     assert book.is_stale(project / "notebooks" / "em_basics.ipynb", {"profile": "lab"}, project)
+    status = (project / "book" / "reproduction_status.md").read_text()
+    assert status == (REPO / "book" / "reproduction_status.md").read_text(), "smoke rows never change the status"
+
+
+@pytest.mark.e2e
+def test_every_page_reads_well_in_chromium(smoke_book):
+    """Each page opened in headless Chromium as a reader would: no console errors or failed loads,
+    every image decoded, every table with rows, no formula left as raw TeX, and each chapter with
+    at least one table or figure."""
+    import browser
+
+    chrome = browser.chromium()
+    if chrome is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing: .ci/run installs Debian's chromium")
+        pytest.skip("no Chromium here (apt-get install chromium)")
+    site = smoke_book / "_build" / "html"
+    pages = [p for p in sorted((site / "book").rglob("*.html")) if not p.name.startswith(".")]
+    assert len(pages) >= len(list((REPO / "book").glob("*.md"))), "every chapter became a page"
+    text_only = {"intro", "how_to_rerun", "references", "reproduction_status"}
+    for page in pages:
+        name = page.relative_to(site).as_posix()
+        seen = browser.inspect(page, chrome)
+        assert not seen["errors"], f"{name}: {seen['errors']}"
+        assert all(image["width"] > 0 and image["height"] > 0 for image in seen["images"]), \
+            f"{name}: an image did not decode: {seen['images']}"
+        assert all(rows > 0 for rows in seen["tables"]), f"{name}: a table without rows"
+        assert not seen["raw_math"], f"{name}: raw TeX {seen['raw_math']} left on the page"
+        if page.parent.name == "book" and page.stem not in text_only:
+            assert seen["tables"] or seen["images"], f"{name}: a chapter with neither table nor figure"
 
 
 def test_side_by_side_cells_show_missing_paper_values_and_missing_runs():
@@ -216,6 +257,13 @@ def test_a_figure_or_table_both_glued_and_shown_is_stored_once_and_still_glued()
     assert kept[3]["metadata"]["scrapbook"] == {"name": "table", "mime_prefix": ""}
     assert "application/papermill.record/text/plain" in kept[0]["data"], "other glue outputs stay hidden"
     assert book.merge_duplicate_outputs(notebook) == 0
+    # A figure the notebook's own Markdown pastes stays hidden there; the shown copy goes.
+    pasted = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("fig"),
+                                             nbformat.v4.new_markdown_cell("```{glue:figure} curves\nCaption\n```")])
+    pasted.cells[0].outputs = [output(figure, "curves"), output(figure)]
+    assert book.merge_duplicate_outputs(pasted) == 1
+    assert [o["metadata"].get("scrapbook", {}).get("mime_prefix") for o in pasted.cells[0].outputs] == [
+        "application/papermill.record/"]
 
 
 def test_published_runs_store_each_figure_and_table_once():

@@ -12,6 +12,7 @@ import ast
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -139,32 +140,45 @@ def _profile_of(source: Path, parameters: dict) -> str:
     return str(ast.literal_eval(default)) if default else "not set"
 
 
-def merge_duplicate_outputs(notebook) -> int:
-    """Keep one copy of each figure or table a notebook both glues (``glue(..., display=False)``) and shows.
+GLUE_PREFIX = "application/papermill.record/"  # myst-nb's mime prefix of a glue(..., display=False) output
 
-    The glued output takes the place of the shown one, made displayable (myst-nb shows a glue
-    output whose ``mime_prefix`` is empty, and chapters still find it by name), and leaves its own
-    place; so the notebook page shows it once, where the author showed it, and the file stores it
-    once. Returns how many outputs it dropped.
+
+def merge_duplicate_outputs(notebook) -> int:
+    """Keep one copy of each figure or table a notebook both glues and shows.
+
+    A shown output (image or HTML) identical to a glued one is dropped. If the notebook's own
+    Markdown pastes that glue (``{glue:figure} name``), the paste shows it and the glued output
+    stays hidden; otherwise the glued output takes the shown one's place, made displayable
+    (myst-nb shows a glue output whose ``mime_prefix`` is empty, and chapters still find it by
+    name). So the notebook page shows each once and the file stores each once. Returns how many
+    outputs it dropped.
     """
     kinds = ("image/png", "text/html")
+    pasted = {name for cell in notebook.cells if cell.cell_type == "markdown"
+              for name in re.findall(r"\{glue(?::\w+)?\}`?\s*([\w.-]+)", "".join(cell.source))}
     glued = {}
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             book = output.get("metadata", {}).get("scrapbook", {})
+            if not book:
+                continue
+            if book["name"] in pasted and not book.get("mime_prefix"):
+                # Shown by an earlier merge although the notebook pastes it: hide it again.
+                output["data"] = {GLUE_PREFIX + k: v for k, v in output["data"].items()}
+                book["mime_prefix"] = GLUE_PREFIX
             for kind in kinds:
                 payload = output.get("data", {}).get(f"{book.get('mime_prefix', '')}{kind}")
-                if book and payload is not None:
+                if payload is not None:
                     glued.setdefault((kind, "".join(payload)), output)
-    replacement = {}  # id of a shown output -> the glued output that takes its place
+    replacement = {}  # id of a shown output -> the glued output that takes its place (None: just drop it)
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             if "scrapbook" not in output.get("metadata", {}):
                 twin = next((glued.pop((kind, "".join(output["data"][kind])), None) for kind in kinds
                              if kind in output.get("data", {})), None)
                 if twin is not None:
-                    replacement[id(output)] = twin
-    moved = {id(twin) for twin in replacement.values()}
+                    replacement[id(output)] = None if twin["metadata"]["scrapbook"]["name"] in pasted else twin
+    moved = {id(twin) for twin in replacement.values() if twin is not None}
     for cell in notebook.cells:
         if "outputs" not in cell:
             continue
@@ -172,12 +186,13 @@ def merge_duplicate_outputs(notebook) -> int:
         for output in cell["outputs"]:
             if id(output) in moved:
                 continue
-            twin = replacement.get(id(output))
-            if twin is not None:
-                prefix = twin["metadata"]["scrapbook"]["mime_prefix"]
-                twin["data"] = {k[len(prefix):]: v for k, v in twin["data"].items()}
-                twin["metadata"]["scrapbook"]["mime_prefix"] = ""
-                output = twin
+            if id(output) in replacement:
+                output = replacement[id(output)]
+                if output is None:
+                    continue
+                prefix = output["metadata"]["scrapbook"]["mime_prefix"]
+                output["data"] = {k[len(prefix):]: v for k, v in output["data"].items()}
+                output["metadata"]["scrapbook"]["mime_prefix"] = ""
             kept.append(output)
         cell["outputs"] = kept
     return len(replacement)
