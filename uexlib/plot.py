@@ -162,3 +162,23 @@ def bars(frame: pd.DataFrame, label: str, value: str, reference: str | None = No
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def heatmap(table: pd.DataFrame, title: str = "", label: str = "clean test accuracy (%)", vmax: float = 100.0):
+    """``table`` (rows x columns of numbers, NaN for not measured) as coloured cells with their values."""
+    rows, columns = table.shape
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * columns + 2.2), 0.5 * rows + 1.6))
+    image = ax.imshow(table.to_numpy(dtype=float), cmap="viridis", vmin=0, vmax=vmax, aspect="auto")
+    ax.set_xticks(range(columns), table.columns, rotation=40, ha="right", fontsize=LEGIBLE)
+    ax.set_yticks(range(rows), table.index, fontsize=LEGIBLE)
+    for r in range(rows):
+        for c in range(columns):
+            value = table.iat[r, c]
+            text = "-" if pd.isna(value) else f"{value:.0f}"
+            ax.text(c, r, text, ha="center", va="center", fontsize=LEGIBLE,
+                    color="black" if not pd.isna(value) and value > 0.6 * vmax else "white")
+    ax.set_facecolor("0.85")
+    fig.colorbar(image, ax=ax, label=label, fraction=0.04)
+    ax.set_title(title, fontsize=LEGIBLE + 1)
+    fig.tight_layout()
+    return fig
