@@ -10,10 +10,11 @@ AT = {"eps": EPS, "steps": 3, "norm": "linf"}
 
 
 def _row(attack, defense, value, attack_params=None, defense_params=None, ratio=1.0, experiment="a",
-         profile="lab", model="cnn@0.5", paper_value=None):
+         profile="lab", model="cnn@0.5", paper_value=None, source="CIFAR-10 (JPEG copy)"):
     return {"experiment": experiment, "attack": attack, "defense": defense, "value": value, "paper_value": paper_value,
             "attack_params": json.dumps(attack_params or {}), "defense_params": json.dumps(defense_params or {}),
-            "poison_ratio": ratio, "profile": profile, "model": model, "dataset": "cifar10", "metric": "test_acc"}
+            "poison_ratio": ratio, "profile": profile, "model": model, "dataset": "cifar10", "metric": "test_acc",
+            "data_source": source}
 
 
 ATTACKS = {"clean": {}, "em": {"eps": EPS, "mode": "samplewise", "steps": 10}, "lsp": {"eps": None}}
@@ -35,8 +36,10 @@ def test_a_row_fills_a_cell_only_at_the_matrix_settings():
         _row("em", "pgd-at", 55.0, {"eps": EPS}, AT),
         _row("lsp", "none", 20.0, {"eps": 0.3}),                         # the matrix keeps lsp's own default
         _row("tap", "none", 9.0, {"eps": EPS}),                          # not in the matrix
+        _row("em", "none", 16.0, {"eps": EPS}, source="CIFAR-10 (JPEG copy), 300 per class"),  # a smaller set
     ])
-    found = matrix.cells(rows, "lab", "cnn@0.5", ATTACKS, DEFENSES).set_index(["attack", "defense"])
+    found = matrix.cells(rows, "lab", "cnn@0.5", ATTACKS, DEFENSES,
+                         data_source="CIFAR-10 (JPEG copy)").set_index(["attack", "defense"])
     assert found.loc[("em", "none"), "value"] == 32.0 and found.loc[("em", "none"), "rows"] == 2
     assert found.loc[("em", "none"), "notebooks"] == "a, b" and found.loc[("em", "none"), "paper_value"] == 20.0
     assert found.loc[("em", "pgd-at"), "value"] == 55.0

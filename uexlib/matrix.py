@@ -44,14 +44,16 @@ def _params(text) -> dict:
 
 
 def cells(rows: pd.DataFrame, profile: str, model: str, attacks: dict[str, dict], defenses: dict[str, dict],
-          dataset: str = "cifar10") -> pd.DataFrame:
+          dataset: str = "cifar10", data_source: str | None = None) -> pd.DataFrame:
     """One line per (attack, defense) of ``attacks`` x ``defenses`` that some row measured.
 
     ``attacks``: ``{"clean": {}, "em": <em's parameters>, ...}``; ``defenses``: ``{"none": {},
     "pgd-at": <its parameters>, ...}`` (the matrix's settings). Columns: attack, defense, value
     (median test accuracy), paper_value (median of the rows' paper values), rows, notebooks.
+    ``data_source``, when given, must equal the rows' (a lab notebook on a smaller subset says so there).
     """
     pool = rows[(rows.profile == profile) & (rows.model == model) & (rows.dataset == dataset)
+                & ((rows.data_source == data_source) if data_source is not None else True)
                 & (rows.metric == "test_acc") & rows.attack.isin(list(attacks)) & rows.defense.isin(list(defenses))]
     found = {}
     for row in pool.itertuples():
