@@ -4,7 +4,8 @@ Chromium's own headless mode (``--dump-dom``) runs the page's scripts and prints
 leave. To see console errors and image sizes as well, the page is copied beside itself with a
 small probe script first in ``<head>``: it records ``console.error`` calls, uncaught exceptions,
 rejected promises and resources that failed to load, waits for MathJax to finish typesetting,
-and then writes what it saw, with every image's natural size, into ``<pre id="uex-report">``.
+and then writes what it saw, with every image's natural size and the number of widget views
+the page holds and of widgets rendered, into ``<pre id="uex-report">``.
 """
 from __future__ import annotations
 
@@ -30,7 +31,12 @@ PROBE = """<script>
     out.id = "uex-report";
     var images = Array.prototype.map.call(document.images, function (i) {
       return {src: i.getAttribute("src"), width: i.naturalWidth, height: i.naturalHeight}; });
-    out.textContent = JSON.stringify({errors: seen, images: images, mathjax: !!window.MathJax});
+    var views = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length;
+    var widgets = document.querySelectorAll(".jupyter-widgets").length;
+    var broken = Array.prototype.filter.call(document.querySelectorAll(".jupyter-widgets"), function (e) {
+      return /Error displaying widget/.test(e.textContent); }).length;
+    out.textContent = JSON.stringify({errors: seen, images: images, mathjax: !!window.MathJax,
+                                      widget_views: views, widgets: widgets, broken_widgets: broken});
     document.body.appendChild(out);
   }
   window.addEventListener("load", function () {
@@ -103,5 +109,8 @@ def inspect(page: Path, browser: str) -> dict:
     if reader.report is None:
         raise AssertionError(f"{page.name}: the page never finished loading in Chromium")
     text = "".join(reader.text)
-    return {"errors": reader.report["errors"], "images": reader.report["images"], "tables": reader.tables,
-            "raw_math": [m for m in ("\\(", "\\[", "$$") if m in text], "mathjax": reader.report["mathjax"]}
+    report = reader.report
+    return {"errors": report["errors"], "images": report["images"], "tables": reader.tables,
+            "raw_math": [m for m in ("\\(", "\\[", "$$") if m in text], "mathjax": report["mathjax"],
+            "widget_views": report["widget_views"], "widgets": report["widgets"],
+            "broken_widgets": report["broken_widgets"]}

@@ -169,8 +169,8 @@ def test_smoke_book_builds_end_to_end(smoke_book):
 @pytest.mark.e2e
 def test_every_page_reads_well_in_chromium(smoke_book):
     """Each page opened in headless Chromium as a reader would: no console errors or failed loads,
-    every image decoded, every table with rows, no formula left as raw TeX, and each chapter with
-    at least one table or figure."""
+    every image decoded, every table with rows, no formula left as raw TeX, every widget rendered
+    (from the book's own widget JavaScript), and each chapter with at least one table or figure."""
     import browser
 
     chrome = browser.chromium()
@@ -190,6 +190,8 @@ def test_every_page_reads_well_in_chromium(smoke_book):
             f"{name}: an image did not decode: {seen['images']}"
         assert all(rows > 0 for rows in seen["tables"]), f"{name}: a table without rows"
         assert not seen["raw_math"], f"{name}: raw TeX {seen['raw_math']} left on the page"
+        assert seen["widgets"] >= seen["widget_views"] and not seen["broken_widgets"], \
+            f"{name}: {seen['widget_views']} widget views, {seen['widgets']} rendered, {seen['broken_widgets']} broken"
         if page.parent.name == "book" and page.stem not in text_only:
             assert seen["tables"] or seen["images"], f"{name}: a chapter with neither table nor figure"
 
