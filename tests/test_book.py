@@ -246,10 +246,10 @@ def test_a_figure_or_table_both_glued_and_shown_is_stored_once_and_still_glued()
     table = {"text/html": "<table>1</table>", "text/plain": "1"}
     cell.outputs = [output(figure, "curves"), output({"text/plain": "0.5"}, "acc"), output(figure), output(other),
                     output(table, "table")]
-    later = nbformat.v4.new_code_cell("shown")  # a table glued in one cell and shown in the next
-    later.outputs = [output(table), output({"text/html": "<table>2</table>"})]
+    later = nbformat.v4.new_code_cell("shown")  # a table glued in one cell and shown in the next, twice
+    later.outputs = [output(table), output({"text/html": "<table>2</table>"}), output(table)]
     notebook = nbformat.v4.new_notebook(cells=[cell, later])
-    assert book.merge_duplicate_outputs(notebook) == 2
+    assert book.merge_duplicate_outputs(notebook) == 3
     kept = notebook.cells[0].outputs + notebook.cells[1].outputs
     assert len(notebook.cells[0].outputs) == 3
     # Each glued copy moves to where the notebook showed it, and shows there.

@@ -171,13 +171,17 @@ def merge_duplicate_outputs(notebook) -> int:
                 if payload is not None:
                     glued.setdefault((kind, "".join(payload)), output)
     replacement = {}  # id of a shown output -> the glued output that takes its place (None: just drop it)
+    placed = set()  # glued outputs already moved: a second shown copy (say, the backend's) is dropped
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             if "scrapbook" not in output.get("metadata", {}):
-                twin = next((glued.pop((kind, "".join(output["data"][kind])), None) for kind in kinds
-                             if kind in output.get("data", {})), None)
-                if twin is not None:
-                    replacement[id(output)] = None if twin["metadata"]["scrapbook"]["name"] in pasted else twin
+                twin = next((glued[kind, "".join(output["data"][kind])] for kind in kinds
+                             if (kind, "".join(output["data"].get(kind, ""))) in glued), None)
+                if twin is None:
+                    continue
+                shown = twin["metadata"]["scrapbook"]["name"] in pasted or id(twin) in placed
+                replacement[id(output)] = None if shown else twin
+                placed.add(id(twin))
     moved = {id(twin) for twin in replacement.values() if twin is not None}
     for cell in notebook.cells:
         if "outputs" not in cell:
