@@ -17,7 +17,8 @@ def _row(attack, defense, value, attack_params=None, defense_params=None, ratio=
             "data_source": source}
 
 
-ATTACKS = {"clean": {}, "em": {"eps": EPS, "mode": "samplewise", "steps": 10}, "lsp": {"eps": None}}
+ATTACKS = {"clean": {}, "em": {"eps": EPS, "mode": "samplewise", "steps": 10, "augment": "crop_flip"},
+           "lsp": {"eps": None}}
 DEFENSES = {"none": {}, "pgd-at": AT}
 
 
@@ -28,7 +29,8 @@ def test_a_row_fills_a_cell_only_at_the_matrix_settings():
         _row("em", "none", 34.0, {"eps": EPS * (1 + 1e-9)}, experiment="b", paper_value=20.0),
         _row("em", "none", 10.0, {"eps": 16 / 255}),                    # another radius
         _row("em", "none", 11.0, {"eps": EPS, "mode": "classwise"}),    # another mode
-        _row("em", "none", 12.0, {"eps": EPS, "augment": "none"}),      # a parameter the matrix does not set
+        _row("em", "none", 12.0, {"eps": EPS, "augment": "none"}),      # another augmentation
+        _row("em", "none", 33.0, {"eps": EPS, "norm": "linf"}, experiment="c"),  # a note, not a parameter
         _row("em", "none", 13.0, {"eps": EPS}, ratio=0.5),               # partly poisoned
         _row("em", "none", 14.0, {"eps": EPS}, profile="smoke"),
         _row("em", "none", 15.0, {"eps": EPS}, model="resnet18"),
@@ -40,8 +42,8 @@ def test_a_row_fills_a_cell_only_at_the_matrix_settings():
     ])
     found = matrix.cells(rows, "lab", "cnn@0.5", ATTACKS, DEFENSES,
                          data_source="CIFAR-10 (JPEG copy)").set_index(["attack", "defense"])
-    assert found.loc[("em", "none"), "value"] == 32.0 and found.loc[("em", "none"), "rows"] == 2
-    assert found.loc[("em", "none"), "notebooks"] == "a, b" and found.loc[("em", "none"), "paper_value"] == 20.0
+    assert found.loc[("em", "none"), "value"] == 33.0 and found.loc[("em", "none"), "rows"] == 3
+    assert found.loc[("em", "none"), "notebooks"] == "a, b, c" and found.loc[("em", "none"), "paper_value"] == 20.0
     assert found.loc[("em", "pgd-at"), "value"] == 55.0
     assert found.loc[("clean", "none"), "value"] == 64.0 and found.loc[("lsp", "none"), "value"] == 20.0
     assert len(found) == 4
