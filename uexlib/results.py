@@ -79,7 +79,10 @@ def write_results(rows: list[dict], experiment: str, profile: str) -> Path:
     return path
 
 
-def load_results(folder: str | os.PathLike | None = None, profiles: tuple[str, ...] = ("paper", "gpu", "lab")
+RESULT_PROFILES = ("paper", "gpu", "lab")  # profiles whose rows are results, best first; smoke never is
+
+
+def load_results(folder: str | os.PathLike | None = None, profiles: tuple[str, ...] = RESULT_PROFILES
                  ) -> pd.DataFrame:
     """Every row of ``folder/*.csv`` (default the book's ``book/results``) whose profile is in ``profiles``.
 

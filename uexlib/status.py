@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .results import load_results
+from .results import RESULT_PROFILES, load_results
 from .runtime import REPO_ROOT, atomic_path
 
-PROFILE_RANK = ("paper", "gpu", "lab")  # best first; smoke rows are never a result
 PAPERS = {"thesis": "Berns, thesis (2021)", "rem": "REM, Fu et al. (2022)", "sem": "SEM, Liu et al. (2024)",
           "st": "Staged training, Dang et al. (2023)", "dvae": "D-VAE, Yu et al. (2024)"}
 STATUS = {"paper": "reproduced (paper scale)", "gpu": "gpu scale", "lab": "lab scale"}
@@ -39,7 +38,7 @@ def reproduction_status(results_dir: Path = REPO_ROOT / "book" / "results",
                         tables_dir: Path = REPO_ROOT / "data" / "paper_tables",
                         plan: Path = REPO_ROOT / "data" / "reproduction_plan.csv") -> pd.DataFrame:
     """One row per paper table: paper, table, caption, cells, status, compared, notebooks, needs."""
-    results = load_results(results_dir, PROFILE_RANK)
+    results = load_results(results_dir, RESULT_PROFILES)
     planned = pd.read_csv(plan, dtype=str, keep_default_na=False).set_index(["paper", "table"])
     lines = []
     for path in sorted(Path(tables_dir).glob("*.csv")):
@@ -50,7 +49,7 @@ def reproduction_status(results_dir: Path = REPO_ROOT / "book" / "results",
         notebooks, needs = planned.loc[(paper, table), ["notebooks", "needs"]]
         needs = needs or "a paper-scale run on a GPU"
         ours = results[(results.paper == paper) & (results.table == table)]
-        best = next((p for p in PROFILE_RANK if (ours.profile == p).any()), None)
+        best = next((p for p in RESULT_PROFILES if (ours.profile == p).any()), None)
         if best is None:
             status = "not yet run" if notebooks else "waiting"
             compared = 0
