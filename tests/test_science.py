@@ -158,7 +158,8 @@ def test_synthetic_shortcuts_score_far_below_clean_without_augmentation(cifar, c
     At `lab` scale the random crop (4-pixel shifts of 8-pixel blocks) and flip of the profile's
     training wash most of the shortcut out in 10 epochs: with them (poison_zoo, lab, 2 CPU threads)
     clean 64.4 %, SC 53.8 %, LSP 47.3 %, short of the bar. Without augmentation (1 CPU thread,
-    seed 0): clean 67.2 %, SC 41.7 % (-25.5), LSP 34.8 % (-32.4), AR 22.7 % (-44.5). The papers' 13 % (D-VAE Table 2,
+    seed 0): clean 67.2 %, SC 41.7 % (-25.5), LSP 34.8 % (-32.4), AR 22.7 % (-44.5). The papers'
+    13 % (D-VAE Table 2,
     LSP) comes from 100+ epochs on all of CIFAR-10, which `lab` does not reach."""
     train_set, test_set = cifar
     poison = ue.generators.create(name).generate(train_set)
