@@ -181,7 +181,7 @@ def test_every_page_reads_well_in_chromium(smoke_book):
     site = smoke_book / "_build" / "html"
     pages = [p for p in sorted((site / "book").rglob("*.html")) if not p.name.startswith(".")]
     assert len(pages) >= len(list((REPO / "book").glob("*.md"))), "every chapter became a page"
-    text_only = {"intro", "how_to_rerun", "references", "reproduction_status"}
+    text_only = {"intro", "how_to_rerun", "references", "reproduction_status", "labs"}
     for page in pages:
         name = page.relative_to(site).as_posix()
         seen = browser.inspect(page, chrome)
@@ -247,14 +247,16 @@ def test_a_figure_or_table_both_glued_and_shown_is_stored_once_and_still_glued()
     cell.outputs = [output(figure, "curves"), output({"text/plain": "0.5"}, "acc"), output(figure), output(other),
                     output(table, "table")]
     later = nbformat.v4.new_code_cell("shown")  # a table glued in one cell and shown in the next, twice
-    later.outputs = [output(table), output({"text/html": "<table>2</table>"}), output(table)]
+    later.outputs = [output(table), output({"text/html": "<table>2</table>"}), output(table),
+                     nbformat.v4.new_output("stream", name="stdout", text="progress\n")]  # has no data
     notebook = nbformat.v4.new_notebook(cells=[cell, later])
     assert book.merge_duplicate_outputs(notebook) == 3
     kept = notebook.cells[0].outputs + notebook.cells[1].outputs
     assert len(notebook.cells[0].outputs) == 3
     # Each glued copy moves to where the notebook showed it, and shows there.
-    assert [o["data"].get("image/png") for o in kept] == [None, "AAAA", "BBBB", None, None]
-    assert [o["data"].get("text/html") for o in kept][3:] == ["<table>1</table>", "<table>2</table>"]
+    assert [o.get("data", {}).get("image/png") for o in kept] == [None, "AAAA", "BBBB", None, None, None]
+    assert [o.get("data", {}).get("text/html") for o in kept][3:5] == ["<table>1</table>", "<table>2</table>"]
+    assert kept[5]["output_type"] == "stream", "a stream output stays"
     assert kept[1]["metadata"]["scrapbook"] == {"name": "curves", "mime_prefix": ""}, "still glued, now shown"
     assert kept[3]["metadata"]["scrapbook"] == {"name": "table", "mime_prefix": ""}
     assert "application/papermill.record/text/plain" in kept[0]["data"], "other glue outputs stay hidden"

@@ -174,7 +174,7 @@ def merge_duplicate_outputs(notebook) -> int:
     placed = set()  # glued outputs already moved: a second shown copy (say, the backend's) is dropped
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
-            if "scrapbook" not in output.get("metadata", {}):
+            if "data" in output and "scrapbook" not in output.get("metadata", {}):  # not a stream
                 twin = next((glued[kind, "".join(output["data"][kind])] for kind in kinds
                              if (kind, "".join(output["data"].get(kind, ""))) in glued), None)
                 if twin is None:
