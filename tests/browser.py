@@ -3,9 +3,9 @@
 Chromium's own headless mode (``--dump-dom``) runs the page's scripts and prints the DOM they
 leave. To see console errors and image sizes as well, the page is copied beside itself with a
 small probe script first in ``<head>``: it records ``console.error`` calls, uncaught exceptions,
-rejected promises and resources that failed to load, waits for MathJax to finish typesetting,
-and then writes what it saw, with every image's natural size and the number of widget views
-the page holds and of widgets rendered, into ``<pre id="uex-report">``.
+rejected promises and resources that failed to load, waits for MathJax to finish typesetting and
+for the widget views to render, and then writes what it saw, with every image's natural size and
+the number of widget views the page holds and of widgets rendered, into ``<pre id="uex-report">``.
 """
 from __future__ import annotations
 
@@ -39,9 +39,16 @@ PROBE = """<script>
                                       widget_views: views, widgets: widgets, broken_widgets: broken});
     document.body.appendChild(out);
   }
+  // The widget JavaScript renders its views asynchronously after "load": wait (in Chromium's
+  // virtual time) until there are at least as many rendered widgets as views, or 10 s.
+  function settled(waited) {
+    var views = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length;
+    if (document.querySelectorAll(".jupyter-widgets").length >= views || waited >= 10000) { setTimeout(report, 200); }
+    else { setTimeout(function () { settled(waited + 100); }, 100); }
+  }
   window.addEventListener("load", function () {
     var typeset = window.MathJax && MathJax.startup && MathJax.startup.promise;
-    (typeset || Promise.resolve()).then(function () { setTimeout(report, 200); },
+    (typeset || Promise.resolve()).then(function () { settled(0); },
                                         function (e) { seen.push("mathjax: " + e); report(); });
   });
 })();
