@@ -117,6 +117,14 @@ def test_provenance_snippet_states_profile_device_wall_time_and_commit(tmp_path)
     assert "2026-11-21 17:59 UTC" in text
 
 
+def test_provenance_snippet_names_the_parameters_a_run_set_besides_its_profile():
+    record = {"parameters": {"profile": "lab", "poisons": ["em", "sc"], "seed": 1}, "wall_s": 3.0,
+              "git_commit": "0123456789ab", "device": "cpu", "timestamp": "2026-11-21T17:59:13+00:00"}
+    text = book.provenance_markdown(record)
+    assert text.endswith(" Parameters set for it: `poisons = ['em', 'sc']`, `seed = 1`.\n"), text
+    assert "Parameters" not in book.provenance_markdown({**record, "parameters": {"profile": "lab"}})
+
+
 def test_provenance_snippet_of_an_older_run_says_what_was_not_recorded(tmp_path):
     record = {"parameters": {"profile": "lab"}, "wall_s": 391.2, "git_commit": "unknown"}
     text = book.provenance_markdown(record, {"end_time": "2026-11-21T17:59:13.280264+00:00"})

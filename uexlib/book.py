@@ -99,7 +99,8 @@ def _short_commit(commit: str) -> str:
 
 
 def provenance_markdown(record: dict, papermill: dict | None = None) -> str:
-    """One sentence for the chapter page: profile, device, wall time, short commit and date of a run.
+    """One sentence for the chapter page: profile, device, wall time, short commit and date of a run,
+    then the parameters the run set besides the profile, if any (a reader rerunning it needs them).
 
     ``record`` is a run's ``metadata.uex`` block. A field that older runs lack reads "not recorded";
     the profile falls back to the parameters and the date to papermill's ``end_time``.
@@ -111,7 +112,11 @@ def provenance_markdown(record: dict, papermill: dict | None = None) -> str:
     commit = f"`{_short_commit(record['git_commit'])}`" if record.get("git_commit") else missing
     stamp = record.get("timestamp") or (papermill or {}).get("end_time")
     date = datetime.fromisoformat(stamp).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if stamp else missing
-    return f"**This run:** profile `{profile}`, device {device}, wall time {wall}, commit {commit}, {date}.\n"
+    text = f"**This run:** profile `{profile}`, device {device}, wall time {wall}, commit {commit}, {date}."
+    others = {k: v for k, v in record.get("parameters", {}).items() if k != "profile"}
+    if others:
+        text += " Parameters set for it: " + ", ".join(f"`{k} = {v!r}`" for k, v in sorted(others.items())) + "."
+    return text + "\n"
 
 
 def provenance_snippet(target_notebook: Path) -> str:
