@@ -35,6 +35,10 @@ def test_activations_take_the_penultimate_layer_or_a_named_one():
         activations(model, images, layer="nope")
     gmv = gradient_magnitude(model, images, torch.arange(7))
     assert gmv > 0 and all(p.grad is None for p in model.parameters())
+    first = next(p for p in model.parameters() if p.ndim > 1)
+    first.requires_grad_(False)                      # a transplanted, frozen first layer (ST Fig. 2)
+    assert gradient_magnitude(model, images, torch.arange(7)) == pytest.approx(gmv)
+    assert not first.requires_grad
 
 
 def test_alpha_follows_eq_7():

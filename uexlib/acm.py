@@ -105,14 +105,16 @@ def gradient_magnitude(model: nn.Module, images: torch.Tensor, labels: torch.Ten
     """GMV: mean |dL/dW| over the weights of ``layer`` (default: the first layer with weights).
 
     The cross-entropy is averaged over ``images``; eval mode, so batch-norm statistics do not
-    move, and no ``.grad`` of the model is touched.
+    move, and no ``.grad`` of the model is touched. A frozen layer (``requires_grad`` off, as
+    :func:`uexlib.defenses.staged.transplant_layers` leaves it) is measured too and stays frozen.
     """
     if layer is None:
         layer = next(name for name, module in model.named_modules()
                      if isinstance(getattr(module, "weight", None), torch.Tensor) and module.weight.ndim > 1)
     weight = _module(model, layer).weight
-    was_training = model.training
+    was_training, frozen = model.training, not weight.requires_grad
     model.eval()
+    weight.requires_grad_(True)
     total = torch.zeros_like(weight, dtype=torch.float32)
     try:
         for start in range(0, len(images), batch_size):
@@ -123,6 +125,7 @@ def gradient_magnitude(model: nn.Module, images: torch.Tensor, labels: torch.Ten
             total += torch.autograd.grad(loss, weight)[0].float()
     finally:
         model.train(was_training)
+        weight.requires_grad_(not frozen)
     return float((total / len(images)).abs().mean())
 
 
