@@ -20,3 +20,19 @@ def test_image_grid_labels_are_legible_and_the_figure_keeps_its_width(columns):
     assert fig.get_size_inches()[0] == pytest.approx(7.0)
     image_width = fig.axes[0].get_window_extent(renderer).width
     assert image_width >= 0.8 * 7.0 * 72 / columns, "the images fill the width"
+
+
+def test_scatter_titles_and_legend_do_not_overlap_the_panels():
+    gen = torch.Generator().manual_seed(0)
+    points, labels = torch.randn(200, 2, generator=gen), torch.randint(0, 10, (200,), generator=gen)
+    titles = ["NT on clean data, clean images\nACM 0.0632", "NT on em-samplewise, poisoned images\nACM 0.107"]
+    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    fig = plot.scatter_2d({t: (points, labels) for t in titles}, class_names=classes)
+    fig.set_dpi(72)
+    renderer = fig.canvas.get_renderer()
+    panels = [ax.get_window_extent(renderer) for ax in fig.axes]
+    heads = [ax.title.get_window_extent(renderer) for ax in fig.axes]
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert not heads[0].overlaps(heads[1]), "the two panel titles run into each other"
+    assert not any(legend.overlaps(box) for box in panels), "the legend covers a panel"
+    assert legend.x1 <= fig.bbox.x1 + 1, "the legend is cut off at the right edge"

@@ -133,15 +133,18 @@ def epoch_metrics(histories: dict[str, pd.DataFrame], metrics: tuple[str, ...] =
 
 def scatter_2d(panels: dict[str, tuple[torch.Tensor, torch.Tensor]], class_names: tuple[str, ...] = ()):
     """Side-by-side 2-D embeddings (t-SNE), points coloured by class: ``{title: (points (N, 2), labels)}``."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), squeeze=False)
+    legend_in = 1.8 if class_names else 0.0            # room to the right of the panels for the legend
+    width = 3.6 * len(panels) + legend_in
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 3.9), squeeze=False)
     for ax, (title, (points, labels)) in zip(axes[0], panels.items()):
         cloud = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=5, vmin=-0.5, vmax=9.5)
-        ax.set(title=title, xticks=[], yticks=[])
+        ax.set(xticks=[], yticks=[])
+        ax.set_title(title, fontsize=LEGIBLE + 1, wrap=True)
+    fig.tight_layout(rect=(0, 0, 1 - legend_in / width, 1))
     if class_names:
         handles = [plt.Line2D([], [], ls="", marker="o", color=cloud.cmap(cloud.norm(i)))
                    for i in range(len(class_names))]
-        fig.legend(handles, class_names, fontsize=LEGIBLE, loc="center right")
-        fig.subplots_adjust(right=0.86)
+        fig.legend(handles, class_names, fontsize=LEGIBLE, loc="center right", frameon=False)
     return fig
 
 
