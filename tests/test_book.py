@@ -144,7 +144,8 @@ def smoke_book(tmp_path_factory, data_root):
     previous = os.environ.get("UEX_DATA_ROOT")
     os.environ["UEX_DATA_ROOT"] = str(data_root)  # the notebook kernels inherit it
     try:
-        assert cli.main(["book", "--profile", "smoke", "--project", str(project)]) == 0
+        # Two notebooks at a time, a CPU thread each: CI's two cores stay busy while kernels start.
+        assert cli.main(["book", "--profile", "smoke", "--project", str(project), "--jobs", "2"]) == 0
     finally:
         os.environ.pop("UEX_DATA_ROOT") if previous is None else os.environ.update(UEX_DATA_ROOT=previous)
     return project
@@ -301,3 +302,42 @@ def test_tables_for_the_book_have_no_row_numbers_no_nan_and_one_header_row():
     series = ue.table(pd.Series({"profile": "lab", "train images": 10000})).to_html()
     assert ">profile</td>" in series and ">10000</td>" in series
     assert ue.table(ours).to_html() == html, "the same table renders to the same bytes (one stored copy)"
+
+
+def _tiny_project(root: Path, cells: dict[str, str]) -> Path:
+    """A project of one-cell notebooks (no torch), with the paper tables the status page reads."""
+    project = root / "project"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "book" / "results").mkdir(parents=True)
+    shutil.copytree(REPO / "data", project / "data")
+    for name, code in cells.items():
+        notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("profile = 'lab'"),
+                                                   nbformat.v4.new_code_cell(code)])
+        notebook.cells[0].metadata["tags"] = ["parameters"]
+        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(notebook, project / "notebooks" / f"{name}.ipynb")
+    return project
+
+
+def test_the_book_runs_notebooks_in_parallel_with_a_share_of_the_threads_each(tmp_path):
+    read_threads = "import os\nprint('threads', os.environ.get('OMP_NUM_THREADS'))"
+    project = _tiny_project(tmp_path, {"one": read_threads, "two": read_threads, "three": read_threads})
+    before = os.environ.get("OMP_NUM_THREADS")
+    runs = book.run_book("smoke", project=project, build_html=False, log=lambda _: None, jobs=2)
+    assert sorted(run["notebook"] for run in runs) == ["one", "three", "two"]
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    for name in ("one", "two", "three"):
+        executed = nbformat.read(project / "book" / "runs" / f"{name}.ipynb", as_version=4)
+        assert executed.cells[-1].outputs[0]["text"].strip() == f"threads {share}"
+        assert executed.metadata["uex"]["parameters"] == {"profile": "smoke"}
+    assert os.environ.get("OMP_NUM_THREADS") == before, "the parent's environment is restored"
+    assert book.run_book("smoke", project=project, build_html=False, log=lambda _: None, jobs=2) == []
+
+
+def test_a_failing_notebook_stops_a_parallel_book_run(tmp_path):
+    project = _tiny_project(tmp_path, {"fine": "x = 1", "broken": "raise RuntimeError('boom')"})
+    with pytest.raises(book.NotebookFailed, match="broken.ipynb failed in cell .*boom"):
+        book.run_book("smoke", project=project, build_html=False, log=lambda _: None, jobs=2)
+    assert not (project / "book" / "runs" / "broken.ipynb").exists()
+    with pytest.raises(ValueError, match="jobs"):
+        book.run_book("smoke", project=project, build_html=False, jobs=0)

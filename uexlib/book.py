@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import profiles, status
-from .runtime import REPO_ROOT, atomic_path, git_commit
+from .runtime import REPO_ROOT, atomic_path, check_int, git_commit
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -262,21 +262,63 @@ def build(project: Path = REPO_ROOT, strict: bool = True) -> Path:
 
 
 def run_book(profile: str, project: Path = REPO_ROOT, force: bool = False, build_html: bool = True,
-             log=print) -> list[dict]:
-    """Execute every stale notebook under ``profile``, then build the book."""
+             log=print, jobs: int = 1) -> list[dict]:
+    """Execute every stale notebook under ``profile``, then build the book.
+
+    ``jobs`` > 1 runs that many notebooks at once, each in its own process whose kernel gets an
+    equal share of the CPU threads (``OMP_NUM_THREADS``); the first failure stops the rest. A
+    notebook's numbers depend on its thread count, so runs meant for the book use ``jobs=1``.
+    """
     profiles.get(profile)
+    check_int("jobs", jobs, low=1)
     if shutil.which("jupyter-book") is None and not Path(sys.executable).with_name("jupyter-book").exists():
         raise RuntimeError("jupyter-book is not installed; install the project with its book extras")
-    runs = []
+    parameters = {"profile": profile}
+    stale = []
     for source in notebooks(project):
-        parameters = {"profile": profile}
         if force or is_stale(source, parameters, project):
-            log(f"executing {source.name} (profile {profile})")
-            runs.append(execute(source, parameters, project))
-            log(f"  done in {runs[-1]['wall_s']:.1f} s")
+            stale.append(source)
         else:
             log(f"{source.name}: up to date for profile {profile}")
+    runs = _execute_all(stale, parameters, project, log) if jobs == 1 or len(stale) < 2 else \
+        _execute_parallel(stale, parameters, project, log, jobs)
     log(f"status page written: {status.write_page(project)}")
     if build_html:
         log(f"book built: {build(project)}")
+    return runs
+
+
+def _execute_all(sources: list[Path], parameters: dict, project: Path, log) -> list[dict]:
+    runs = []
+    for source in sources:
+        log(f"executing {source.name} (profile {parameters['profile']})")
+        runs.append(execute(source, parameters, project))
+        log(f"  done in {runs[-1]['wall_s']:.1f} s")
+    return runs
+
+
+def _execute_parallel(sources: list[Path], parameters: dict, project: Path, log, jobs: int) -> list[dict]:
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    saved = {key: os.environ.get(key) for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)     # inherited by every kernel
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            log(f"executing {len(sources)} notebooks, {jobs} at a time, {threads} thread(s) each "
+                f"(profile {parameters['profile']})")
+            pending = [pool.submit(execute, source, parameters, project) for source in sources]
+            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+            failed = [future for future in done if future.exception() is not None]
+            if failed:
+                for future in pending:
+                    future.cancel()
+                raise failed[0].exception()
+            runs = [future.result() for future in pending]
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.update({key: value})
+    for run in runs:
+        log(f"  {run['notebook']} done in {run['wall_s']:.1f} s")
     return runs

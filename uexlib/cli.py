@@ -167,7 +167,7 @@ def cmd_book(args) -> int:
     project = Path(args.project).resolve()
     if not (project / "_config.yml").is_file():
         raise ValueError(f"--project {project} holds no _config.yml")
-    run_book(args.profile, project=project, force=args.force, build_html=not args.no_build)
+    run_book(args.profile, project=project, force=args.force, build_html=not args.no_build, jobs=args.jobs)
     return 0
 
 
@@ -238,6 +238,8 @@ def parser() -> argparse.ArgumentParser:
     book.add_argument("--project", default=".", help="project folder holding _config.yml (default .)")
     book.add_argument("--force", action="store_true", help="re-execute every notebook")
     book.add_argument("--no-build", action="store_true", help="execute only, do not build HTML")
+    book.add_argument("--jobs", type=int, default=1,
+                      help="notebooks run at once, sharing the CPU threads (default 1; numbers depend on threads)")
     book.set_defaults(func=cmd_book)
 
     sweep = sub.add_parser("sweep", help="run a notebook over a grid of parameters (GRID.yaml), skipping finished runs")
