@@ -1,5 +1,6 @@
 """Figures stay legible at the size the book shows them (72 dpi)."""
 import matplotlib
+import pandas as pd
 import pytest
 import torch
 
@@ -36,3 +37,20 @@ def test_scatter_titles_and_legend_do_not_overlap_the_panels():
     assert not heads[0].overlaps(heads[1]), "the two panel titles run into each other"
     assert not any(legend.overlaps(box) for box in panels), "the legend covers a panel"
     assert legend.x1 <= fig.bbox.x1 + 1, "the legend is cut off at the right edge"
+
+
+def test_a_heat_map_of_twelve_columns_fits_the_page_with_its_labels_legible():
+    table = pd.DataFrame(torch.rand(23, 12).mul(100).numpy(), index=[f"defense-{i}" for i in range(23)],
+                         columns=[f"attack-{j}" for j in range(12)])
+    table.iloc[0, 0] = float("nan")                                # a cell not measured yet
+    fig = plot.heatmap(table, title="profile lab")
+    assert fig.get_size_inches()[0] <= 8.0, "wider than the page: the book would shrink its text"
+    fig.set_dpi(72)
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    labels = ax.get_xticklabels() + ax.get_yticklabels()
+    assert all(t.get_window_extent(renderer).height >= 8 for t in labels if t.get_text())
+    cell_h = ax.get_window_extent(renderer).height / 23
+    values = [t for t in ax.texts if t.get_text() not in ("",)]
+    assert len(values) == 23 * 12 and values[0].get_text() == "-"
+    assert all(t.get_window_extent(renderer).height <= cell_h for t in values), "a value spills out of its cell"
