@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import profiles, status
-from .runtime import REPO_ROOT, atomic_path, check_int, git_commit
+from .runtime import REPO_ROOT, atomic_path, check_int, enter_worker_environment, git_commit, worker_environments
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -265,9 +265,10 @@ def run_book(profile: str, project: Path = REPO_ROOT, force: bool = False, build
              log=print, jobs: int = 1) -> list[dict]:
     """Execute every stale notebook under ``profile``, then build the book.
 
-    ``jobs`` > 1 runs that many notebooks at once, each in its own process whose kernel gets an
-    equal share of the CPU threads (``OMP_NUM_THREADS``); the first failure stops the rest. A
-    notebook's numbers depend on its thread count, so runs meant for the book use ``jobs=1``.
+    ``jobs`` > 1 splits the stale notebooks between that many worker processes (as ``uex sweep``
+    does: each with an equal share of the CPU threads, or one GPU each); a failing notebook ends
+    its worker's share and is raised. A notebook's numbers depend on its thread count, so runs
+    meant for the book use ``jobs=1``.
     """
     profiles.get(profile)
     check_int("jobs", jobs, low=1)
@@ -297,28 +298,24 @@ def _execute_all(sources: list[Path], parameters: dict, project: Path, log) -> l
     return runs
 
 
+def _execute_share(sources: list[Path], parameters: dict, project: Path, env: dict) -> list[dict]:
+    """One worker process's notebooks, in order, with ``env`` set for their kernels."""
+    enter_worker_environment(env)
+    return [execute(source, parameters, project) for source in sources]
+
+
 def _execute_parallel(sources: list[Path], parameters: dict, project: Path, log, jobs: int) -> list[dict]:
     import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures import ProcessPoolExecutor
 
-    threads = str(max(1, (os.cpu_count() or 1) // jobs))
-    saved = {key: os.environ.get(key) for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)     # inherited by every kernel
-    try:
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            log(f"executing {len(sources)} notebooks, {jobs} at a time, {threads} thread(s) each "
-                f"(profile {parameters['profile']})")
-            pending = [pool.submit(execute, source, parameters, project) for source in sources]
-            done, _ = wait(pending, return_when=FIRST_EXCEPTION)
-            failed = [future for future in done if future.exception() is not None]
-            if failed:
-                for future in pending:
-                    future.cancel()
-                raise failed[0].exception()
-            runs = [future.result() for future in pending]
-    finally:
-        for key, value in saved.items():
-            os.environ.pop(key, None) if value is None else os.environ.update({key: value})
+    workers = worker_environments(jobs)
+    shares = [sources[i::len(workers)] for i in range(len(workers))]
+    log(f"executing {len(sources)} notebooks in {len(workers)} worker processes (profile {parameters['profile']})")
+    # spawn, not fork: a forked copy of a process that already runs torch threads can hang.
+    with ProcessPoolExecutor(len(workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_execute_share, share, parameters, project, env)
+                   for share, env in zip(shares, workers) if share]
+        runs = [run for future in futures for run in future.result()]
     for run in runs:
         log(f"  {run['notebook']} done in {run['wall_s']:.1f} s")
     return runs

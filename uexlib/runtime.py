@@ -115,3 +115,26 @@ def atomic_path(path: str | os.PathLike):
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
+
+
+def worker_environments(requested: int | None) -> list[dict]:
+    """The environment of each local worker process that runs notebooks: one GPU each (at most as
+    many workers as GPUs), or an equal share of the CPU cores (``requested`` workers, default half
+    the cores)."""
+    gpus = torch.cuda.device_count()
+    if gpus:
+        count = min(requested or gpus, gpus)
+        return [{"CUDA_VISIBLE_DEVICES": str(i)} for i in range(count)]
+    cores = os.cpu_count() or 1
+    count = requested or max(1, cores // 2)
+    threads = str(max(1, cores // count))
+    return [{"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}] * count
+
+
+def enter_worker_environment(env: dict) -> None:
+    """Apply one of :func:`worker_environments` in the worker process itself: the notebook kernels it
+    starts inherit ``env``, and this process's own torch (already imported, so deaf to a new
+    ``OMP_NUM_THREADS``) takes the same thread count, which its provenance records report."""
+    os.environ.update(env)
+    if "OMP_NUM_THREADS" in env:
+        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))

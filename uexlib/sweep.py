@@ -40,7 +40,7 @@ from . import profiles
 from .book import execute, find_notebook, is_finished
 from .cli import parse_value
 from .results import SCHEMA
-from .runtime import REPO_ROOT, atomic_path
+from .runtime import REPO_ROOT, atomic_path, enter_worker_environment, worker_environments
 
 _KEYS = {"notebook", "profile", "parameters", "grid", "output", "workers"}
 
@@ -120,26 +120,12 @@ def load(path: str | os.PathLike, project: Path = REPO_ROOT) -> Sweep:
 
 def _run_one(source: str, parameters: dict, target: str, env: dict) -> dict:
     """Execute one run (in a worker process or a Ray task) with ``env`` set for its kernel."""
-    os.environ.update(env)
+    enter_worker_environment(env)
     return execute(Path(source), parameters, target=Path(target))
 
 
 def _run_share(jobs: list[tuple[str, dict, str]], env: dict) -> list[dict]:
     return [_run_one(source, parameters, target, env) for source, parameters, target in jobs]
-
-
-def _local_workers(requested: int | None) -> list[dict]:
-    """The environment of each local worker: one GPU each, or an equal share of the CPU cores."""
-    import torch
-
-    gpus = torch.cuda.device_count()
-    if gpus:
-        count = min(requested or gpus, gpus)
-        return [{"CUDA_VISIBLE_DEVICES": str(i)} for i in range(count)]
-    cores = os.cpu_count() or 1
-    count = requested or max(1, cores // 2)
-    threads = str(max(1, cores // count))
-    return [{"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}] * count
 
 
 def run(sweep: Sweep, address: str | None = None, cpus_per_run: int = 2, log=print) -> pd.DataFrame:
@@ -151,7 +137,7 @@ def run(sweep: Sweep, address: str | None = None, cpus_per_run: int = 2, log=pri
     if jobs and address:
         _run_on_ray(jobs, address, cpus_per_run, log)
     elif jobs:
-        workers = _local_workers(sweep.workers)
+        workers = worker_environments(sweep.workers)
         shares = [jobs[i::len(workers)] for i in range(len(workers))]
         # spawn, not fork: a forked copy of a process that already runs torch threads can hang.
         with ProcessPoolExecutor(max_workers=len(workers), mp_context=multiprocessing.get_context("spawn")) as pool:
