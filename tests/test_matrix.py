@@ -39,11 +39,13 @@ def test_a_row_fills_a_cell_only_at_the_matrix_settings():
         _row("lsp", "none", 20.0, {"eps": 0.3}),                         # the matrix keeps lsp's own default
         _row("tap", "none", 9.0, {"eps": EPS}),                          # not in the matrix
         _row("em", "none", 16.0, {"eps": EPS}, source="CIFAR-10 (JPEG copy), 300 per class"),  # a smaller set
+        _row("em", "none", 17.0, {"eps": EPS}, {"augment": "none"}),     # the victim trained without augmentation
+        _row("em", "none", 32.0, {"eps": EPS}, {"augment": "crop_flip"}, experiment="d"),
     ])
     found = matrix.cells(rows, "lab", "cnn@0.5", ATTACKS, DEFENSES,
                          data_source="CIFAR-10 (JPEG copy)").set_index(["attack", "defense"])
-    assert found.loc[("em", "none"), "value"] == 33.0 and found.loc[("em", "none"), "rows"] == 3
-    assert found.loc[("em", "none"), "notebooks"] == "a, b, c" and found.loc[("em", "none"), "paper_value"] == 20.0
+    assert found.loc[("em", "none"), "value"] == 32.5 and found.loc[("em", "none"), "rows"] == 4
+    assert found.loc[("em", "none"), "notebooks"] == "a, b, c, d" and found.loc[("em", "none"), "paper_value"] == 20.0
     assert found.loc[("em", "pgd-at"), "value"] == 55.0
     assert found.loc[("clean", "none"), "value"] == 64.0 and found.loc[("lsp", "none"), "value"] == 20.0
     assert len(found) == 4

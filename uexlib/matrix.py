@@ -4,7 +4,8 @@ A results row fills the cell (attack, defense) when it measured exactly that cel
 matrix's settings: the same profile and model, CIFAR-10, clean test accuracy, the whole training
 set poisoned (or none of it for the ``clean`` row), and attack and defense parameters that agree
 with the matrix's on every parameter the row records (a matrix parameter of ``None``, "the
-generator's own default", accepts any recorded value). Several matching rows (from several
+generator's own default", accepts any recorded value), and the victim trained with the standard
+augmentation (a row whose defense parameters record another ``augment`` measured something else). Several matching rows (from several
 notebooks) give their median; the table says how many there were and which notebooks wrote them.
 """
 from __future__ import annotations
@@ -48,13 +49,15 @@ def _params(text) -> dict:
 
 
 def cells(rows: pd.DataFrame, profile: str, model: str, attacks: dict[str, dict], defenses: dict[str, dict],
-          dataset: str = "cifar10", data_source: str | None = None) -> pd.DataFrame:
+          dataset: str = "cifar10", data_source: str | None = None, augment: str = "crop_flip") -> pd.DataFrame:
     """One line per (attack, defense) of ``attacks`` x ``defenses`` that some row measured.
 
     ``attacks``: ``{"clean": {}, "em": <em's parameters>, ...}``; ``defenses``: ``{"none": {},
     "pgd-at": <its parameters>, ...}`` (the matrix's settings). Columns: attack, defense, value
     (median test accuracy), paper_value (median of the rows' paper values), rows, notebooks.
     ``data_source``, when given, must equal the rows' (a lab notebook on a smaller subset says so there).
+    ``augment``: the victim's augmentation in every cell; a row recording another (``"defense_params":
+    {"augment": "none"}``, ordinary training without augmentation) fills no cell.
     """
     pool = rows[(rows.profile == profile) & (rows.model == model) & (rows.dataset == dataset)
                 & ((rows.data_source == data_source) if data_source is not None else True)
@@ -66,7 +69,8 @@ def cells(rows: pd.DataFrame, profile: str, model: str, attacks: dict[str, dict]
             continue
         if not matches(_params(row.attack_params), attacks[row.attack]):
             continue
-        if not matches(_params(row.defense_params), defenses[row.defense]):
+        defense_params = _params(row.defense_params)
+        if defense_params.get("augment", augment) != augment or not matches(defense_params, defenses[row.defense]):
             continue
         found.setdefault((row.attack, row.defense), []).append(row)
     lines = []
