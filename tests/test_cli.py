@@ -71,3 +71,15 @@ def test_poison_honours_the_seed_then_trains_and_defends(data_root, tmp_path, ca
     assert cli.main(["defend", "none", "--root", str(data_root), "--profile", "smoke", "--poison", str(paths[0]),
                      "--out", str(tmp_path / "d.csv")]) == 0
     assert "none" in (tmp_path / "d.csv").read_text()
+
+
+def test_a_value_a_notebook_rejects_is_a_one_line_error_with_nothing_published(data_root, tmp_path, capsys,
+                                                                              monkeypatch):
+    monkeypatch.setenv("UEX_DATA_ROOT", str(data_root))
+    argv = ["run", "rem_adversarial_training", "--profile", "smoke", "--output", str(tmp_path),
+            "-p", "methods", "['em', 'lsp']"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "methods: ['lsp'] have no L-inf radius" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "rem_adversarial_training.ipynb").exists(), "a failed run publishes no notebook"

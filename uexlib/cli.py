@@ -259,9 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "seed", 0) < 0:
         parser().error(f"--seed must be >= 0, got {args.seed}")
+    from .book import NotebookFailed
+
     try:
         return args.func(args)
-    except (ValueError, KeyError, TypeError, FileNotFoundError) as error:
+    except (ValueError, KeyError, TypeError, FileNotFoundError, NotebookFailed) as error:
+        # A notebook's own error (a bad -p value it rejects) is one line too; its traceback stays in the
+        # partial output the message names.
         print(f"uex {args.command}: error: {error}", file=sys.stderr)
         return 2
 
