@@ -74,3 +74,16 @@ def test_the_books_status_page_is_up_to_date_with_its_results():
     expected = status.markdown(status.reproduction_status())
     assert (REPO / "book" / "reproduction_status.md").read_text() == expected
     assert expected.count("\n| Table ") == len(list((REPO / "data" / "paper_tables").glob("*.csv")))
+
+
+def test_the_plan_names_the_notebooks_that_write_each_table_and_only_real_ones():
+    """`data/reproduction_plan.csv` is kept by hand: it must not drift from what the notebooks write."""
+    plan = pd.read_csv(REPO / "data" / "reproduction_plan.csv", dtype=str, keep_default_na=False)
+    listed = {(p, t): set(names.split()) for p, t, names in zip(plan.paper, plan.table, plan.notebooks)}
+    notebooks = {path.stem for path in (REPO / "notebooks").glob("*.ipynb")}
+    assert {name for names in listed.values() for name in names} <= notebooks
+    rows = status.load_results(REPO / "book" / "results", status.RESULT_PROFILES)
+    rows = rows[rows.table.fillna("").str.startswith("Table ")]      # figures have no line in the plan
+    unlisted = {(p, t, name) for (p, t), group in rows.groupby(["paper", "table"])
+                for name in set(group.experiment) - listed.get((p, t), set())}
+    assert not unlisted, f"add these notebooks to data/reproduction_plan.csv: {sorted(unlisted)}"
