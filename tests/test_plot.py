@@ -54,3 +54,15 @@ def test_a_heat_map_of_twelve_columns_fits_the_page_with_its_labels_legible():
     values = [t for t in ax.texts if t.get_text() not in ("",)]
     assert len(values) == 23 * 12 and values[0].get_text() == "-"
     assert all(t.get_window_extent(renderer).height <= cell_h for t in values), "a value spills out of its cell"
+
+
+def test_accuracy_curves_go_into_the_panel_they_are_given():
+    import matplotlib.pyplot as plt
+    points = pd.DataFrame({"data": ["clean", "clean", "em", "em"], "radius_255": [0, 2, 0, 2],
+                           "value": [60.0, 55.0, 20.0, 50.0], "paper_value": [94.0, 92.0, None, None]})
+    fig, axes = plt.subplots(2, 1)
+    assert plot.accuracy_vs_radius(points, title="8/255", ax=axes[1]) is fig
+    assert not axes[0].lines, "the other panel stays empty"
+    assert [line.get_label() for line in axes[1].lines] == ["clean (ours)", "clean (paper)", "em (ours)"]
+    assert axes[1].get_title() == "8/255"
+    plt.close(fig)

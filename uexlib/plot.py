@@ -56,13 +56,14 @@ def image_grid(rows: dict[str, torch.Tensor], columns: int = 8, noise_rows: tupl
     return fig
 
 
-def accuracy_vs_radius(table: pd.DataFrame, title: str = ""):
+def accuracy_vs_radius(table: pd.DataFrame, title: str = "", ax=None):
     """Clean test accuracy against the adversarial-training radius, one line per training set.
 
     ``table`` has columns ``data`` (a label), ``radius_255`` (the radius in 1/255 units),
-    ``value`` (ours) and optionally ``paper_value`` (drawn dotted in the same colour).
+    ``value`` (ours) and optionally ``paper_value`` (drawn dotted in the same colour). With ``ax``
+    the lines go into that axes (one panel of a larger figure) and its figure is returned.
     """
-    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    fig, ax = plt.subplots(figsize=(6.0, 3.8)) if ax is None else (ax.figure, ax)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for (label, rows), colour in zip(table.groupby("data", sort=False), colours):
         rows = rows.sort_values("radius_255")
