@@ -66,3 +66,21 @@ def test_accuracy_curves_go_into_the_panel_they_are_given():
     assert [line.get_label() for line in axes[1].lines] == ["clean (ours)", "clean (paper)", "em (ours)"]
     assert axes[1].get_title() == "8/255"
     plt.close(fig)
+
+
+def test_every_training_set_gets_a_line_past_the_colour_cycle():
+    import matplotlib.pyplot as plt
+    labels = [f"poison-{i}" for i in range(13)]
+    points = pd.DataFrame({"data": [d for d in labels for _ in range(2)], "radius_255": [0, 2] * 13,
+                           "value": [float(i) for i in range(26)]})
+    fig = plot.accuracy_vs_radius(points)
+    lines = fig.axes[0].lines
+    assert [line.get_label() for line in lines] == [f"{d} (ours)" for d in labels]
+    styles = {(line.get_color(), line.get_marker()) for line in lines}
+    assert len(styles) == 13, "two training sets drawn alike"
+    histories = {d: pd.DataFrame({"epoch": [0, 1], "train_acc": [10.0, 20.0], "test_acc": [9.0, 19.0]})
+                 for d in labels}
+    curves = plot.training_curves(histories).axes[0].lines
+    assert len(curves) == 26
+    assert len({(line.get_color(), line.get_marker()) for line in curves[1::2]}) == 13
+    plt.close("all")
