@@ -7,24 +7,25 @@ import torch
 
 # Points for legends, annotations and labels: at least 9 px on a page that shows figures at 72 dpi.
 LEGIBLE = 9
-MARKERS = "osD^v<>ph*"
+MARKERS = "sD^v<>ph*"
 
 
-def _styles(count: int) -> list[tuple[str, str]]:
-    """``count`` distinct (colour, marker) pairs: the colour cycle, then again with the next marker,
-    so an 11th line is told apart from the 1st rather than left out."""
+def _styles(count: int, first_marker: str | None) -> list[tuple[str, str | None]]:
+    """``count`` distinct (colour, marker) pairs: the colour cycle with ``first_marker``, then again
+    with the next marker of ``MARKERS``, so an 11th line is told apart from the 1st, not left out."""
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    return [(colours[i % len(colours)], MARKERS[(i // len(colours)) % len(MARKERS)]) for i in range(count)]
+    markers = (first_marker, *MARKERS)
+    return [(colours[i % len(colours)], markers[(i // len(colours)) % len(markers)]) for i in range(count)]
 
 
 def training_curves(histories: dict[str, pd.DataFrame], title: str = ""):
     """Train accuracy (dashed) and clean test accuracy (solid) per epoch, one colour per run."""
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
-    for (label, history), (colour, marker) in zip(histories.items(), _styles(len(histories))):
+    for (label, history), (colour, marker) in zip(histories.items(), _styles(len(histories), None)):
         epochs = history["epoch"] + 1
         ax.plot(epochs, history["train_acc"], "--", color=colour, label=f"{label}: train (its training data)")
-        ax.plot(epochs, history["test_acc"], "-", color=colour, marker=marker if len(histories) > 10 else None,
-                markersize=3, label=f"{label}: clean test")
+        ax.plot(epochs, history["test_acc"], "-", color=colour, marker=marker, markersize=3,
+                label=f"{label}: clean test")
     ax.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(0, 100), title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=LEGIBLE, loc="center left", bbox_to_anchor=(1.0, 0.5))
@@ -74,7 +75,7 @@ def accuracy_vs_radius(table: pd.DataFrame, title: str = "", ax=None):
     """
     fig, ax = plt.subplots(figsize=(6.0, 3.8)) if ax is None else (ax.figure, ax)
     groups = list(table.groupby("data", sort=False))
-    for (label, rows), (colour, marker) in zip(groups, _styles(len(groups))):
+    for (label, rows), (colour, marker) in zip(groups, _styles(len(groups), "o")):
         rows = rows.sort_values("radius_255")
         ax.plot(rows["radius_255"], rows["value"], "-", marker=marker, color=colour, label=f"{label} (ours)")
         if "paper_value" in rows and rows["paper_value"].notna().any():
