@@ -250,7 +250,8 @@ def test_dvae_recovers_accuracy(cifar, name):
     """D-VAE (Alg. 1) at the lab profile's settings recovers at least 20 points of clean test accuracy
     over ordinary training on sample-wise EM and on REM (issue 10's bar).
     Measured (grand_matrix, lab, 2 CPU threads, seed 0): EM 26.2 % -> 52.7 % (+26.4, commit
-    8eee426); REM 36.4 % -> 51.5 % (+15.1, commit 8818dcd), about what the plain VAE gives (51.1 %)
+    8eee426; this test, commit a82b2b4: 26.2 % -> 52.6 % in 1,620 s); REM 36.4 % -> 51.5 % (+15.1,
+    commit 8818dcd), about what the plain VAE gives (51.1 %)
     (REM x vae, landed in 8eee426), so the lab D-VAE adds nothing over its rate constraint on REM;
     the REM case is marked as an expected failure until a scale is found where it shows."""
     train_set, test_set = cifar
