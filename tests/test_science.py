@@ -221,7 +221,7 @@ def test_staged_training_recovers_accuracy_on_em(cifar, name):
 
 @pytest.mark.science
 @pytest.mark.slow
-@pytest.mark.xfail(reason="the lab D-VAE's p_hat does not follow the perturbation; see the docstring", strict=False)
+@pytest.mark.xfail(reason="the lab D-VAE's p_hat does not follow the perturbation; see the docstring", strict=True)
 def test_dvae_perturbation_estimate_points_along_the_true_perturbation(cifar):
     """D-VAE eq. 14 / Table 1 at `lab` scale: stage 1's p_hat on sample-wise EM data has a mean
     per-image cosine similarity with the true perturbation of at least 0.2. Two unrelated directions
@@ -230,8 +230,8 @@ def test_dvae_perturbation_estimate_points_along_the_true_perturbation(cifar):
     sample-wise EM, mean cosine -0.002 (median -0.001); even class-wise EM, whose perturbation is
     one pattern per class that the class embedding u_y could carry on its own, only 0.040, with
     |p_hat| about 1.25 against |delta| 1.5 (L2, [0, 1] scale). p_hat models the reconstruction's
-    error, mostly image detail, not the perturbation; an expected failure until a scale is found
-    where Table 1's disentanglement shows."""
+    error, mostly image detail, not the perturbation; an expected failure (strict: a pass is
+    reported, so the mark goes once a scale is found where Table 1's disentanglement shows)."""
     train_set, _ = cifar
     poison = _poison("em", train_set, mode="samplewise")
     exp = ue.Experiment(profile=LAB, train_set=train_set, test_set=cifar[1], seed=0, device="cpu")
@@ -244,16 +244,16 @@ def test_dvae_perturbation_estimate_points_along_the_true_perturbation(cifar):
 
 @pytest.mark.science
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["em", pytest.param("rem", marks=pytest.mark.xfail(
-    reason="D-VAE recovers 15 points of REM at `lab`; see the docstring", strict=False))])
+@pytest.mark.parametrize("name", ["em", "rem"])
 def test_dvae_recovers_accuracy(cifar, name):
     """D-VAE (Alg. 1) at the lab profile's settings recovers at least 20 points of clean test accuracy
     over ordinary training on sample-wise EM and on REM (issue 10's bar).
     Measured (grand_matrix, lab, 2 CPU threads, seed 0): EM 26.2 % -> 52.7 % (+26.4, commit
     8eee426; this test, commit a82b2b4: 26.2 % -> 52.6 % in 1,620 s); REM 36.4 % -> 51.5 % (+15.1,
     commit 8818dcd), about what the plain VAE gives (51.1 %)
-    (REM x vae, landed in 8eee426), so the lab D-VAE adds nothing over its rate constraint on REM;
-    the REM case is marked as an expected failure until a scale is found where it shows."""
+    (REM x vae, landed in 8eee426), so the lab D-VAE adds nothing over its rate constraint on REM.
+    REM must still gain 10 points at `lab` (a D-VAE that does not purify fails there); short of the
+    20-point bar it is reported as an expected failure until a scale is found where the bar shows."""
     train_set, test_set = cifar
     poison = _poison(name, train_set, **({"mode": "samplewise"} if name == "em" else {}))
     exp = ue.Experiment(profile=LAB, train_set=train_set, test_set=test_set, seed=0, device="cpu")
@@ -261,4 +261,8 @@ def test_dvae_recovers_accuracy(cifar, name):
     purified = exp.purifier("dvae", progress=False).apply(poison)
     defended = exp.train(purified, progress=False).test_acc
     print(f"{name}: ordinary training {plain:.1f} %, after D-VAE {defended:.1f} %")
+    if name == "rem":
+        assert defended >= plain + 10
+        if defended < plain + 20:
+            pytest.xfail(f"D-VAE recovers {defended - plain:.1f} points of REM at `lab`, short of 20")
     assert defended >= plain + 20
