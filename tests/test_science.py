@@ -250,8 +250,8 @@ def test_dvae_recovers_accuracy(cifar, name):
     over ordinary training on sample-wise EM and on REM (issue 10's bar).
     Measured (grand_matrix, lab, 2 CPU threads, seed 0): EM 26.2 % -> 52.7 % (+26.4, commit
     8eee426; this test, commit a82b2b4: 26.2 % -> 52.6 % in 1,620 s); REM 36.4 % -> 51.5 % (+15.1,
-    commit 8818dcd), about what the plain VAE gives (51.1 %)
-    (REM x vae, landed in 8eee426), so the lab D-VAE adds nothing over its rate constraint on REM.
+    commit 8818dcd), about what the plain VAE gives (51.1 %, REM x vae, landed in 8eee426), so the
+    lab D-VAE adds nothing over its rate constraint on REM.
     REM must still gain 10 points at `lab` (a D-VAE that does not purify fails there); short of the
     20-point bar it is reported as an expected failure until a scale is found where the bar shows."""
     train_set, test_set = cifar
