@@ -37,6 +37,8 @@ def test_the_ddpm_learns_from_held_out_images_only(split):
     assert len(DiffusionPurifier(clean_per_class=3, **SMALL).held_out(poisoned)) == 12
     with pytest.raises(ValueError, match="outside the poisoned set"):
         DiffusionPurifier(**SMALL).held_out(split)
+    assert DiffusionPurifier(**SMALL).unavailable(poisoned) is None
+    assert "outside the poisoned set" in DiffusionPurifier(**SMALL).unavailable(split)
 
 
 def test_purification_keeps_shape_labels_and_is_seeded(split):

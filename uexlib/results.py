@@ -79,6 +79,12 @@ def write_results(rows: list[dict], experiment: str, profile: str) -> Path:
     return path
 
 
+def read_results(experiment: str, profile: str) -> pd.DataFrame:
+    """The rows :func:`write_results` wrote for ``experiment`` at ``profile`` (none: an empty table)."""
+    path = results_dir() / f"{experiment}_{profile}.csv"
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=list(SCHEMA))
+
+
 RESULT_PROFILES = ("paper", "gpu", "lab")  # profiles whose rows are results, best first; smoke never is
 
 

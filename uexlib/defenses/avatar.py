@@ -139,6 +139,14 @@ class DiffusionPurifier(Purifier):
         loss = F.mse_loss(predicted.float(), noise)
         return loss, {"mse": loss.detach()}
 
+    def unavailable(self, train_set: ImageDataset) -> str | None:
+        """The reason :meth:`held_out` gives when ``train_set`` leaves no clean images, or None."""
+        try:
+            self.held_out(train_set)
+        except ValueError as error:
+            return str(error)
+        return None
+
     def fit(self, train_set: ImageDataset) -> "DiffusionPurifier":
         p = self.params
         clean = self.held_out(train_set)

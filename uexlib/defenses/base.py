@@ -119,6 +119,10 @@ class Purifier:
     def fit(self, train_set: "ImageDataset") -> "Purifier":
         return self
 
+    def unavailable(self, train_set: "ImageDataset") -> str | None:
+        """Why this purifier cannot run on ``train_set`` (checked before any work), or None."""
+        return None
+
     def purify(self, dataset: "ImageDataset") -> "ImageDataset":
         raise NotImplementedError(f"{type(self).__name__} does not implement purify()")
 
