@@ -9,6 +9,8 @@ from uexlib.defenses.base import StepContext
 from uexlib.defenses.coarse_dropout import dropout_mask
 from uexlib.defenses.cutout import cutout_mask
 
+from conftest import small_cnn
+
 AUGMENTATIONS = ["cutout", "mixup", "cutmix", "autoaugment", "cg", "gaussian-noise", "coarse-dropout",
                  "median-blur", "gaussian-filter", "ueraser"]
 
@@ -138,6 +140,73 @@ def test_early_stop_holds_out_a_split_per_class_and_stops_after_its_patience(tin
         assert len(again.history) == 3
     with pytest.raises(ValueError, match="holds out its own validation set"):
         ue.train(ue.models.create("cnn", 4, 3, width=0.125), tiny_set, defense=defense, val_set=tiny_set, **kwargs)
+
+
+def test_early_stop_shows_a_clean_ratio_of_each_classes_held_out_rows_as_their_clean_originals(tiny_set):
+    protected = tiny_set.with_images(255 - tiny_set.images, source="inverted")
+    defense = create("early-stop", val_fraction=0.5, clean_ratio=0.4, clean_set=tiny_set)
+    kept, held = defense.hold_out(protected, seed=0)
+    assert len(kept) == len(held) == 20
+    clean_rows = (held.images == tiny_set.images[held.indices]).flatten(1).all(1)
+    protected_rows = (held.images == protected.images[held.indices]).flatten(1).all(1)
+    assert (clean_rows ^ protected_rows).all()
+    assert held.labels[clean_rows].bincount(minlength=4).tolist() == [2, 2, 2, 2]   # 40 % of 5 per class
+    assert torch.equal(kept.images, protected.images[kept.indices])                 # training rows unchanged
+    plain = create("early-stop", val_fraction=0.5).hold_out(protected, seed=0)[1]
+    assert torch.equal(plain.indices, held.indices) and torch.equal(plain.images, protected.images[held.indices])
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"clean_ratio": 0.3}, "clean_ratio > 0 needs clean_set"), ({"clean_ratio": 1.5}, "clean_ratio"),
+    ({"inner": "early-stop"}, "inner must be a training-time defense other than early-stop"),
+    ({"inner": "cutot"}, "cutout"), ({"clean_set": "train.parquet"}, "clean_set must be")])
+def test_early_stop_refuses_bad_arguments_in_one_line(params, match):
+    with pytest.raises(ValueError, match=match):
+        create("early-stop", **params)
+
+
+def test_early_stop_refuses_a_clean_set_without_the_training_rows(tiny_set):
+    other = ue.ImageDataset(images=tiny_set.images[:8], labels=tiny_set.labels[:8], classes=tiny_set.classes,
+                            name="tiny", split="train", source="synthetic")
+    defense = create("early-stop", val_fraction=0.5, clean_ratio=1.0, clean_set=other)
+    with pytest.raises(ValueError, match="does not hold the clean originals"):
+        defense.hold_out(tiny_set, seed=0)
+
+
+def test_early_stop_trains_under_its_inner_defense():
+    defense = create("early-stop", inner=create("cutout", size=4))
+    x, y = torch.rand(8, 3, 8, 8) + 1, torch.arange(8) % 4
+    cut, same = defense.transform(x, y, _ctx())
+    assert torch.equal(same, y) and ((cut == 0).flatten(1).sum(1) >= 3 * 4).all()   # a square cut per image
+    assert defense.params["inner"] == {"name": "cutout", "size": 4}
+    assert defense.key()["inner"] == create("cutout", size=4).key()
+    at = create("early-stop", inner="pgd-at")
+    assert at.params["inner"]["name"] == "pgd-at" and at.params["inner"]["eps"] == 4 / 255
+
+
+def test_stopping_point_reads_a_shorter_patience_off_a_longer_run(small_cifar):
+    train_set, test_set = small_cifar
+    kwargs = dict(epochs=8, batch_size=32, lr=0.05, schedule="constant", progress=False, device="cpu")
+    long = ue.train(small_cnn(), train_set, test_set, defense=create("early-stop", patience=8, val_fraction=0.2),
+                    **kwargs)
+    assert len(long.history) == 8
+    val = long.history.val_acc.tolist()
+    for patience in (1, 2):
+        short = ue.train(small_cnn(), train_set, test_set,
+                         defense=create("early-stop", patience=patience, val_fraction=0.2), **kwargs)
+        last, kept = ue.defenses.early_stop.stopping_point(val, patience)
+        assert len(short.history) == last + 1 and short.best_epoch == kept
+        assert short.history.val_acc.tolist() == val[:last + 1]
+        assert short.test_acc == pytest.approx(long.history.test_acc[kept])
+    assert ue.defenses.early_stop.stopping_point([10, 20, 15, 12, 30], 2) == (3, 1)
+    assert ue.defenses.early_stop.stopping_point([10, 20, 25], 1) == (2, 2)
+
+
+def test_an_experiment_gives_early_stop_its_clean_training_set(small_cifar):
+    exp = ue.Experiment(profile=ue.profiles.get("smoke"), train_set=small_cifar[0], test_set=small_cifar[1],
+                        seed=0, device="cpu")
+    defense = exp.defense("early-stop", clean_ratio=0.5, inner=exp.defense("pgd-at", eps=2 / 255))
+    assert defense.clean_set is small_cifar[0] and defense.inner.params["eps"] == 2 / 255
 
 
 def test_dropout_acts_on_the_classifier_input_in_training_only():

@@ -69,9 +69,10 @@ def _check_model(name: str | None) -> None:
         raise ValueError(f"--model must be one of {', '.join(models.list_models())}; got {name!r}")
 
 
-def _train_and_report(args, defense=None, purifier=None) -> int:
-    """Train the profile's model (or ``--model``) on the clean set or ``--poison``, under ``defense``
-    or on the ``purifier``'s output; print and optionally save the history."""
+def _train_and_report(args, make_defense=None) -> int:
+    """Train the profile's model (or ``--model``) on the clean set or ``--poison``, under the defense
+    or on the purifier's output that ``make_defense(exp)`` returns as ``(defense, purifier)``;
+    print and optionally save the history."""
     from .artifacts import Poison
     from .results import provenance, write_csv
 
@@ -79,6 +80,7 @@ def _train_and_report(args, defense=None, purifier=None) -> int:
     if args.poison and not Path(args.poison).is_file():
         raise ValueError(f"--poison {args.poison} does not exist")
     exp = _experiment(args)
+    defense, purifier = make_defense(exp) if make_defense is not None else (None, None)
     train_set = Poison.load(args.poison, dataset=exp.train_set).as_dataset() if args.poison else exp.train_set
     if purifier is not None:
         train_set = purifier.apply(train_set)
@@ -136,16 +138,17 @@ def cmd_defend(args) -> int:
     if args.method is None:
         raise ValueError("give a defense name or --list")
     params = _params(args.param)
-    # The profile's settings for the method (e.g. lab's PGD steps, its VAE epochs), overridden by -p.
-    fixed = profiles.get(args.profile).defenses.get(args.method, {})
-    if args.method in defenses.DEFENSES:
-        defense, purifier = defenses.create(args.method, **{**fixed, **params}), None
-    elif args.method in defenses.PURIFIERS:
-        defense, purifier = None, defenses.create_purifier(args.method, **{**fixed, **params})
-    else:
+    if args.method not in defenses.DEFENSES and args.method not in defenses.PURIFIERS:
         raise ValueError(f"unknown defense {args.method!r}; available: "
                          f"{', '.join(defenses.names() + defenses.purifier_names())}")
-    return _train_and_report(args, defense, purifier)
+    # The profile's settings for the method (e.g. lab's PGD steps, its VAE epochs), overridden by -p;
+    # checked before any data are read.
+    fixed = profiles.get(args.profile).defenses.get(args.method, {})
+    registry = defenses.DEFENSES if args.method in defenses.DEFENSES else defenses.PURIFIERS
+    registry.check_params(args.method, {**fixed, **params})
+    if registry is defenses.DEFENSES:
+        return _train_and_report(args, lambda exp: (exp.defense(args.method, **params), None))
+    return _train_and_report(args, lambda exp: (None, exp.purifier(args.method, **params)))
 
 
 def cmd_run(args) -> int:

@@ -69,13 +69,16 @@ class Experiment:
         return (self.store or PoisonStore()).get(name, generator, data)
 
     def defense(self, name: str, **params) -> Defense:
-        """The training-time defense ``name`` with this profile's settings for it; ``params`` win."""
+        """The training-time defense ``name`` with this profile's settings for it; ``params`` win.
+        A defense that takes ``clean_set`` (early stopping with clean validation images) gets this
+        experiment's clean training set."""
         settings = dict(self.profile.defenses.get(name, {}))
+        own = {"clean_set": self.train_set} if "clean_set" in DEFENSES.defaults(name) else {}
         try:
             DEFENSES.check_params(name, settings)
         except ParameterError as error:
             raise ParameterError(f"profile {self.profile.name!r}: {error}") from None
-        return DEFENSES.create(name, **{**settings, **params})
+        return DEFENSES.create(name, **{**own, **settings, **params})
 
     def purifier(self, name: str, **params) -> Purifier:
         """The purifier ``name`` with this profile's settings for it and this seed; ``params`` win."""
