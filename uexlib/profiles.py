@@ -66,8 +66,8 @@ _PROFILES = {
                                "st-full": {"acm_per_class": 10, "finetune_fraction": 0.0},
                                **{name: {"epochs": 1, "width": 0.25, "latent_channels": 16}
                                   for name in ("vae", "dvae")},
-                               "avatar": {"epochs": 1, "width": 0.125, "clean_per_class": 20, "steps": 100,
-                                          "t_star": 10}}),
+                               "avatar": {"epochs": 1, "width": 0.125, "clean_per_class": 20, "sample_steps": 2,
+                                          "train_max_step": 101}}),
     # Measured on 2 CPU cores: clean CIFAR-10 (JPEG copy) test accuracy 64 % in about 55 s.
     "lab": Profile(name="lab", train_per_class=1000, test_per_class=200, model="cnn", width=0.5,
                    epochs=10, iterations=None, batch_size=128, lr=0.05, schedule="onecycle",
@@ -100,7 +100,14 @@ _PROFILES = {
                              # D-VAE cut from 60 epochs of a full-width network per stage: a first
                              # setting, not yet measured against the paper's recovery.
                              **{name: {"epochs": 10, "width": 0.5, "latent_channels": 64}
-                                for name in ("vae", "dvae")}}),
+                                for name in ("vae", "dvae")},
+                             # AVATAR with t* = 100 of 1,000 steps as the paper, on a quarter-width DDPM
+                             # that learns only t <= t* from 500 held-out images per class for 20
+                             # epochs, denoising in 10 respaced steps. Measured on 2 CPU cores (seed 0):
+                             # fit 232 s, 140-160 s to purify the 10,000 lab images; clean 52.05 %,
+                             # LSP 47.35 % after purification (PSNR to the clean images 20.6 dB).
+                             "avatar": {"epochs": 20, "width": 0.25, "clean_per_class": 500, "sample_steps": 10,
+                                        "train_max_step": 101}}),
     # One H100 for about ten minutes per notebook: full data, ResNet-18, 24 epochs of batch 512
     # with a one-cycle schedule (about 0.7-1.1 s per epoch in bf16). Not yet measured on a GPU:
     # the >= 92 % clean accuracy target of issue 5 is open until a GPU run records it.

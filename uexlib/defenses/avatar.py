@@ -14,6 +14,14 @@ The diffusion model is small (a two-level U-Net), trained from scratch with Adam
 a large pretrained score model, which CPU profiles cannot afford, so AVATAR belongs to the GPU
 profiles. Linear beta schedule 1e-4 to 0.02 over 1,000 steps; ``t* = 100`` (0.1 of the process,
 DiffPure's choice for CIFAR-10, which AVATAR follows); ancestral sampling with variance beta_t.
+
+Two cost choices, both off by default, let a CPU profile run it. ``train_max_step`` trains the
+noise predictor only on the steps purification visits (``t < train_max_step``, set to ``t* + 1``):
+DDPM's objective draws ``t`` over the whole process, of which purification uses a tenth.
+``sample_steps`` denoises on an evenly spaced subsequence of ``t*, ..., 0`` instead of every step:
+the respaced process of Nichol and Dhariwal ("Improved DDPM", 2021, Sec. 4), whose betas
+``1 - abar_t / abar_s`` between consecutive kept steps ``t > s`` give back the original process
+when every step is kept.
 """
 from __future__ import annotations
 
@@ -85,6 +93,9 @@ class DiffusionPurifier(Purifier):
     Args:
         t_star: the diffusion step each image is noised to and denoised from (100 of ``steps``).
         steps: length of the diffusion process (1,000, linear betas 1e-4 to 0.02).
+        sample_steps: reverse steps from ``t_star`` to 0 on the respaced process (None: all ``t_star + 1``).
+        train_max_step: the DDPM learns steps ``0 .. train_max_step - 1`` only (None: all ``steps``);
+            at least ``t_star + 1``, the steps purification visits.
         clean_per_class: held-out clean images per class the DDPM learns from (None: all there are).
         epochs, batch_size, lr: the DDPM's Adam training (100, 128, 2e-4).
         width: the U-Net's channel multiplier (1.0: 64 base channels).
@@ -92,11 +103,16 @@ class DiffusionPurifier(Purifier):
         seed, device, cache_dir, progress: as for ``vae``.
     """
 
-    def __init__(self, t_star: int = 100, steps: int = 1000, clean_per_class: int | None = None, epochs: int = 100,
+    def __init__(self, t_star: int = 100, steps: int = 1000, sample_steps: int | None = None,
+                 train_max_step: int | None = None, clean_per_class: int | None = None, epochs: int = 100,
                  batch_size: int = 128, lr: float = 2e-4, width: float = 1.0, root: str = "", seed: int = 0,
                  device: str = "auto", cache_dir: str | None = None, progress: bool = True):
         check_int("steps", steps, low=2)
         check_int("t_star", t_star, low=1, high=steps - 1)
+        if sample_steps is not None:
+            check_int("sample_steps", sample_steps, low=1, high=t_star + 1)
+        if train_max_step is not None:
+            check_int("train_max_step", train_max_step, low=t_star + 1, high=steps)
         if clean_per_class is not None:
             check_int("clean_per_class", clean_per_class, low=1)
         check_int("epochs", epochs, low=1)
@@ -104,13 +120,14 @@ class DiffusionPurifier(Purifier):
         check_float("lr", lr, 0.0, 1.0, low_open=True)
         check_float("width", width, 0.0, 8.0, low_open=True)
         check_int("seed", seed, low=0)
-        self.params = {"t_star": t_star, "steps": steps, "clean_per_class": clean_per_class, "epochs": epochs,
+        self.params = {"t_star": t_star, "steps": steps, "sample_steps": sample_steps,
+                       "train_max_step": train_max_step, "clean_per_class": clean_per_class, "epochs": epochs,
                        "batch_size": batch_size, "lr": lr, "width": width, "root": root, "seed": seed,
                        "cache_dir": None if cache_dir is None else str(cache_dir)}
         self.device, self.progress = pick_device(device), progress
         # On the device once: the training step indexes them every batch.
-        self.betas = torch.linspace(1e-4, 0.02, steps, dtype=torch.float64, device=self.device)
-        self.alpha_bars = torch.cumprod(1 - self.betas, 0)
+        betas = torch.linspace(1e-4, 0.02, steps, dtype=torch.float64, device=self.device)
+        self.alpha_bars = torch.cumprod(1 - betas, 0)
         self.model: SmallUNet | None = None
         self.history: dict[str, list[dict]] = {}
 
@@ -131,7 +148,7 @@ class DiffusionPurifier(Purifier):
 
     def _loss(self, model: SmallUNet, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple:
         x = (x - 0.5) * 2
-        t = torch.randint(0, self.params["steps"], (len(x),), device=x.device, generator=gen)
+        t = torch.randint(0, self.params["train_max_step"] or self.params["steps"], (len(x),), device=x.device, generator=gen)
         noise = torch.randn(x.shape, device=x.device, generator=gen)
         abar = self.alpha_bars[t].float()[:, None, None, None]
         with autocast(x.device):
@@ -153,10 +170,21 @@ class DiffusionPurifier(Purifier):
         torch.manual_seed(p["seed"])
         model = SmallUNet(train_set.images.shape[1], p["width"]).to(self.device)
         self.model = train_generative(
-            model, clean, self._loss, stage="ddpm", key_params={k: v for k, v in p.items() if k != "cache_dir"},
+            model, clean, self._loss, stage="ddpm",
+            key_params={k: v for k, v in p.items() if k not in ("cache_dir", "t_star", "sample_steps")},
             cache_dir=p["cache_dir"], epochs=p["epochs"], batch_size=p["batch_size"], lr=p["lr"], seed=p["seed"],
             device=self.device, history=self.history, progress=self.progress, name="avatar")
         return self
+
+    def reverse_schedule(self) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+        """The kept steps ``t* = tau_0 > ... > tau_last = 0``, their ``abar`` and the betas of the
+        respaced process, ``1 - abar_tau_i / abar_tau_(i+1)`` (``abar`` after the last step is 1):
+        ``beta_t`` itself when every step is kept."""
+        p = self.params
+        kept = torch.linspace(p["t_star"], 0, p["sample_steps"] or p["t_star"] + 1).round().long().unique_consecutive()
+        abar_kept = self.alpha_bars[kept.to(self.device)].float()
+        abar_next = torch.cat([abar_kept[1:], torch.ones(1, device=self.device)])
+        return kept.tolist(), abar_kept, 1 - abar_kept / abar_next
 
     @torch.no_grad()
     def purify(self, dataset: ImageDataset, batch_size: int = 500) -> ImageDataset:
@@ -164,20 +192,19 @@ class DiffusionPurifier(Purifier):
             raise ValueError("avatar: call fit(train_set) (or apply) before purify")
         p, dev = self.params, self.device
         gen = generator(p["seed"], dev)
-        betas, alpha_bars = self.betas, self.alpha_bars
+        kept, abar_kept, betas = self.reverse_schedule()
         out = torch.empty_like(dataset.images)
         self.model.eval()
         for start in range(0, len(dataset), batch_size):
             x = (dataset.images[start:start + batch_size].to(dev).float() / 255 - 0.5) * 2
-            abar = alpha_bars[p["t_star"]].float()
-            x = abar.sqrt() * x + (1 - abar).sqrt() * torch.randn(x.shape, device=dev, generator=gen)
-            for t in range(p["t_star"], -1, -1):
+            x = abar_kept[0].sqrt() * x + (1 - abar_kept[0]).sqrt() * torch.randn(x.shape, device=dev, generator=gen)
+            for i, t in enumerate(kept):
                 step = torch.full((len(x),), t, device=dev, dtype=torch.long)
                 with autocast(dev):
                     eps = self.model(x, step).float()
-                beta, abar_t = betas[t].float(), alpha_bars[t].float()
-                x = (x - beta / (1 - abar_t).sqrt() * eps) / (1 - beta).sqrt()
-                if t > 0:
+                beta = betas[i]
+                x = (x - beta / (1 - abar_kept[i]).sqrt() * eps) / (1 - beta).sqrt()
+                if i < len(kept) - 1:
                     x = x + beta.sqrt() * torch.randn(x.shape, device=dev, generator=gen)
             out[start:start + batch_size] = to_uint8((x / 2 + 0.5).cpu())
         return dataset.with_images(out, source=f"{dataset.source}, AVATAR-purified")
