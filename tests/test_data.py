@@ -53,6 +53,18 @@ def test_bad_arguments_are_named(data_root):
         ue.load_dataset("cifar11", "test", data_root)
 
 
+def test_a_named_dataset_missing_from_the_root_fails_in_one_line(tmp_path, monkeypatch):
+    """No Parquet under the root and no network: the error names the folder and the variable to set."""
+    import torchvision.datasets as tvd
+
+    def offline(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -2] Name or service not known>")
+    monkeypatch.setattr(tvd, "CIFAR10", offline)
+    with pytest.raises(FileNotFoundError, match=r"no test.parquet under .*cifar10 .*UEX_DATA_ROOT") as error:
+        ue.load_dataset("cifar10", "test", tmp_path)
+    assert "\n" not in str(error.value) and error.value.__cause__ is None
+
+
 def _coordinate_images(n: int) -> torch.Tensor:
     """Channel 0 holds (column + 1) / 64, channel 1 (row + 1) / 64: every pixel knows where it came from."""
     cols = (torch.arange(32) + 1.0) / 64

@@ -133,7 +133,13 @@ def load_dataset(name: str, split: str = "train", root: str | os.PathLike | None
         folder = data_root(root) / name
         if (folder / f"{split}.parquet").is_file():
             return _load_parquet(folder / f"{split}.parquet", name, split, NAMED[name], per_class, subset_seed)
-        dataset = _load_torchvision(name, split, data_root(root), download)
+        try:
+            dataset = _load_torchvision(name, split, data_root(root), download)
+        except (OSError, RuntimeError) as error:    # offline, or a corrupt archive
+            raise FileNotFoundError(
+                f"dataset {name!r}: no {split}.parquet under {folder} and torchvision could not "
+                f"{'download' if download else 'find'} it ({type(error).__name__}: {error}); set root= or "
+                f"$UEX_DATA_ROOT to a folder holding {name}/{split}.parquet") from None
     elif path.is_dir():
         kind = _folder_kind(path, split)
         if kind == "parquet":
